@@ -1,0 +1,332 @@
+"""Training strategies: which loss terms train the student, and the frozen teacher behind them.
+
+The book compares five methods (see ``PAPER.md``):
+
+============  =====================================================================
+``scratch``   labels only (the run starts from a random init)
+``transfer``  labels only (the run starts from a pre-trained init, maybe partly frozen)
+``kd``        Hinton soft targets, :class:`kdmed.losses.KDLoss`
+``at``        task loss + attention transfer, :class:`kdmed.losses.ATLoss`
+``kd+at``     both terms
+============  =====================================================================
+
+A :class:`Strategy` is only the *loss*: where the student's weights come from
+(random, ImageNet, another run's checkpoint) is chosen separately by the caller,
+so "kd on top of a transferred init" and "transfer" differ only in the teacher.
+
+The teacher is frozen: every parameter has ``requires_grad=False``, it is kept in
+eval mode, it runs under ``torch.no_grad()`` and under whatever autocast the
+student's forward runs in (the caller's context), so it never receives a gradient.
+
+Teacher outputs are computed in one of two modes, recorded as :attr:`Strategy.teacher_mode`:
+
+* ``"cached"``: when the training loader does not augment, each training image is
+  the same in every epoch, so the teacher's logits are computed once (one pass,
+  :meth:`Strategy.prepare`) and looked up by ``batch.index``;
+* ``"online"``: with augmentation (the teacher must see the same augmented image)
+  and always for attention transfer (it needs the teacher's feature maps).
+
+``"none"`` means the strategy uses no teacher.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from kdmed.losses import ATLoss, KDLoss, TaskLoss
+from kdmed.models import FeatureTaps, default_taps, model_arch
+
+#: strategy name -> (uses the KD term, uses the AT term)
+STRATEGIES: dict[str, tuple[bool, bool]] = {
+    "scratch": (False, False),
+    "transfer": (False, False),
+    "kd": (True, False),
+    "at": (False, True),
+    "kd+at": (True, True),
+}
+
+TEACHER_MODES = ("none", "cached", "online")
+
+
+def check_strategy(name: str) -> str:
+    """Return ``name`` if it is a known strategy, else raise naming the known ones."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
+    return name
+
+
+def uses_teacher(name: str) -> bool:
+    """Whether strategy ``name`` needs a teacher (kd, at, kd+at)."""
+    kd, at = STRATEGIES[check_strategy(name)]
+    return kd or at
+
+
+def autocast_context(device: torch.device | str, amp: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when ``amp``; a no-op elsewhere (the CPU path stays fp32)."""
+    device = torch.device(device)
+    if amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def freeze_teacher(teacher: nn.Module) -> nn.Module:
+    """Put ``teacher`` in eval mode and switch off the gradient of every parameter (in place)."""
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def loader_augments(loader: Any) -> bool:
+    """Whether ``loader`` changes the images between epochs (flip or rotation)."""
+    aug = getattr(loader, "augment", False)
+    if isinstance(aug, Mapping):
+        return bool(aug.get("hflip")) or float(aug.get("rotate", 0.0) or 0.0) > 0
+    return bool(aug)
+
+
+def matched_taps(student_arch: str, teacher_arch: str, taps: Iterable[str] | None) -> tuple[list[str], list[str]]:
+    """The student's taps and the teacher's taps paired with them, by stage position.
+
+    ``taps`` names student taps (default: all of :func:`kdmed.models.default_taps`).
+    Every architecture has four stages at the same strides, so the teacher's tap is
+    the one at the same stage index (``block3`` of small_cnn pairs with ``layer3``
+    of resnet18 and ``denseblock3`` of densenet121).
+    """
+    s_all, t_all = default_taps(student_arch), default_taps(teacher_arch)
+    s_taps = list(s_all) if taps is None else list(taps)
+    unknown = [t for t in s_taps if t not in s_all]
+    if unknown:
+        raise ValueError(f"unknown tap(s) {unknown} for student arch {student_arch}; valid taps: {', '.join(s_all)}")
+    if not s_taps:
+        raise ValueError(f"taps is empty; name at least one of {', '.join(s_all)}")
+    return s_taps, [t_all[s_all.index(t)] for t in s_taps]
+
+
+class Strategy:
+    """The loss of one training method plus its frozen teacher.
+
+    Parameters: ``name`` (see :data:`STRATEGIES`), ``task`` ("multilabel",
+    "multiclass", "binary"); ``teacher`` (an ``nn.Module``; required by kd, at,
+    kd+at, refused otherwise); ``student_arch``/``teacher_arch`` (default: the
+    architecture :func:`kdmed.models.build_model` recorded on the module);
+    ``temperature``/``alpha`` (KD), ``beta``/``at_p`` (AT); ``taps`` (student taps for
+    AT, default all four stages); ``cache_teacher_outputs`` (allow the cached mode).
+
+    Call :meth:`prepare` with the training loader before the first :meth:`step`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        task: str,
+        *,
+        teacher: nn.Module | None = None,
+        student_arch: str | None = None,
+        teacher_arch: str | None = None,
+        temperature: float = 4.0,
+        alpha: float = 0.5,
+        beta: float = 1.0,
+        at_p: float = 2.0,
+        taps: Iterable[str] | None = None,
+        cache_teacher_outputs: bool = True,
+    ) -> None:
+        self.name = check_strategy(name)
+        self.uses_kd, self.uses_at = STRATEGIES[name]
+        self.task = task
+        self.task_loss = TaskLoss(task)
+        self.kd_loss = KDLoss(temperature=temperature, alpha=alpha, task=task) if self.uses_kd else None
+        self.at_loss = ATLoss(beta=beta, p=at_p) if self.uses_at else None
+        self.cache_teacher_outputs = bool(cache_teacher_outputs)
+        needs = self.uses_kd or self.uses_at
+        if needs and teacher is None:
+            raise ValueError(f"strategy {name!r} needs a teacher model; got teacher=None")
+        if not needs and teacher is not None:
+            raise ValueError(f"strategy {name!r} trains on labels only; it takes no teacher")
+        self.teacher = freeze_teacher(teacher) if teacher is not None else None
+        # online until prepare() has seen the training loader and maybe filled the cache
+        self.teacher_mode = "none" if teacher is None else "online"
+        self.student_arch = student_arch
+        self.teacher_arch = teacher_arch or (model_arch(teacher) if teacher is not None else None)
+        self.student_taps: list[str] | None = None
+        self.teacher_taps: list[str] | None = None
+        self._teacher_taps: FeatureTaps | None = None
+        self._taps_arg = None if taps is None else list(taps)
+        if self.uses_at:
+            if self.teacher_arch is None:
+                raise ValueError("attention transfer needs teacher_arch (the teacher was not built by build_model)")
+            if student_arch is not None:
+                self._set_taps(student_arch)
+        self._student_taps: tuple[nn.Module, FeatureTaps] | None = None
+        self._checked_maps = False
+        self._cache: Tensor | None = None
+        self._cached_rows: Tensor | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def _set_taps(self, student_arch: str) -> None:
+        s_taps, t_taps = matched_taps(student_arch, self.teacher_arch, self._taps_arg)
+        self.student_arch = student_arch
+        self.student_taps = s_taps
+        self.teacher_taps = t_taps
+        if self._teacher_taps is not None:
+            self._teacher_taps.close()
+        self._teacher_taps = FeatureTaps(self.teacher, self.teacher_arch, t_taps)
+
+    def to(self, device: torch.device | str) -> "Strategy":
+        """Move the teacher (and any cached logits) to ``device``."""
+        if self.teacher is not None:
+            self.teacher.to(device)
+        if self._cache is not None:
+            self._cache = self._cache.to(device)
+            self._cached_rows = self._cached_rows.to(device)
+        return self
+
+    def prepare(self, train_loader: Any, *, amp: bool = False, progress: bool = False) -> str:
+        """Choose the teacher mode for ``train_loader`` and, when cached, run the teacher once.
+
+        Returns the mode (``"none"``, ``"cached"`` or ``"online"``). The cache pass
+        uses a non-shuffled, non-augmented copy of the loader (same images, rows and
+        batch size) under the same autocast as training.
+        """
+        if self.teacher is None:
+            self.teacher_mode = "none"
+            return self.teacher_mode
+        device = torch.device(getattr(train_loader, "device", "cpu"))
+        self.teacher.to(device)
+        freeze_teacher(self.teacher)
+        if self.uses_at or not self.cache_teacher_outputs or loader_augments(train_loader):
+            self.teacher_mode = "online"
+            self._cache = self._cached_rows = None
+            return self.teacher_mode
+        self._fill_cache(train_loader, device, amp, progress)
+        self.teacher_mode = "cached"
+        return self.teacher_mode
+
+    def _fill_cache(self, loader: Any, device: torch.device, amp: bool, progress: bool) -> None:
+        from tqdm.auto import tqdm
+
+        from kdmed.loader import ArrayLoader
+
+        # A plain pass over exactly the training rows: no shuffle, no augmentation, one rank.
+        plain = ArrayLoader(
+            loader.images,
+            loader.labels,
+            batch_size=loader.batch_size,
+            shuffle=False,
+            augment=False,
+            device=device,
+            indices=loader.rows,
+            channels_last=getattr(loader, "channels_last", None),
+            prefetch=getattr(loader, "prefetch", None),
+        )
+        cache: Tensor | None = None
+        filled = torch.zeros(len(loader.images), dtype=torch.bool, device=device)
+        with torch.no_grad(), autocast_context(device, amp):
+            for batch in tqdm(plain, desc="teacher logits", disable=not progress, leave=False):
+                logits = self.teacher(batch.x)
+                if cache is None:
+                    cache = torch.full((len(loader.images), logits.shape[1]), float("nan"),
+                                       dtype=logits.dtype, device=device)
+                cache[batch.index] = logits
+                filled[batch.index] = True
+        self._cache, self._cached_rows = cache, filled
+
+    def close(self) -> None:
+        """Remove the forward hooks this strategy put on the teacher and the student."""
+        if self._teacher_taps is not None:
+            self._teacher_taps.close()
+            self._teacher_taps = None
+        if self._student_taps is not None:
+            self._student_taps[1].close()
+            self._student_taps = None
+
+    # ------------------------------------------------------------------ forward
+    def _student_feature_taps(self, student: nn.Module) -> FeatureTaps:
+        if self._student_taps is None or self._student_taps[0] is not student:
+            if self._student_taps is not None:
+                self._student_taps[1].close()
+            arch = model_arch(student) or self.student_arch
+            if arch is None:
+                raise ValueError("attention transfer needs student_arch (the student was not built by build_model)")
+            if self.student_taps is None or arch != self.student_arch:
+                self._set_taps(arch)
+            self._student_taps = (student, FeatureTaps(student, arch, self.student_taps))
+        return self._student_taps[1]
+
+    def teacher_outputs(self, batch: Any) -> tuple[Tensor, list[Tensor] | None]:
+        """The teacher's logits (and feature maps for AT) for ``batch``, without gradient."""
+        if self.teacher is None:
+            raise RuntimeError(f"strategy {self.name!r} has no teacher")
+        if self.teacher_mode == "cached":
+            if self._cache is None:
+                raise RuntimeError("teacher_mode is 'cached' but prepare() has not filled the cache")
+            return self._cache[batch.index], None
+        if self.teacher.training:
+            self.teacher.eval()
+        with torch.no_grad():
+            if self.uses_at:
+                logits, maps = self._teacher_taps(batch.x)
+                return logits, list(maps.values())
+            return self.teacher(batch.x), None
+
+    def step(self, student: nn.Module, batch: Any, return_logits: bool = False):
+        """Loss of ``student`` on ``batch``: ``(loss, terms)`` or ``(loss, terms, logits)``.
+
+        ``terms`` maps each loss component ("task", and "kd"/"at" when used) to a
+        detached scalar tensor; ``loss`` is the differentiable total.
+        """
+        if self.uses_at:
+            logits, s_maps = self._student_feature_taps(student)(batch.x)
+            s_maps = list(s_maps.values())
+        else:
+            logits = student(batch.x)
+        if self.teacher is not None:
+            t_logits, t_maps = self.teacher_outputs(batch)
+        terms: dict[str, Tensor] = {}
+        if self.uses_kd:
+            parts = self.kd_loss.components(logits, t_logits, batch.y)
+            terms["task"], terms["kd"] = parts["task"], parts["kd"]
+            total = parts["total"]
+        else:
+            total = terms["task"] = self.task_loss(logits, batch.y)
+        if self.uses_at:
+            if not self._checked_maps:
+                self._warn_single_pixel_maps(s_maps, t_maps)
+            terms["at"] = self.at_loss(s_maps, t_maps)
+            total = total + terms["at"]
+        terms = {k: v.detach() for k, v in terms.items()}
+        return (total, terms, logits) if return_logits else (total, terms)
+
+    def _warn_single_pixel_maps(self, s_maps: list[Tensor], t_maps: list[Tensor]) -> None:
+        import warnings
+
+        self._checked_maps = True
+        for s_tap, t_tap, fs, ft in zip(self.student_taps, self.teacher_taps, s_maps, t_maps):
+            if fs.shape[-2:].numel() == 1 or ft.shape[-2:].numel() == 1:
+                # a normalised 1x1 attention map is always 1: the term is constant 0 for this tap
+                warnings.warn(
+                    f"attention transfer tap {s_tap}/{t_tap} has a 1x1 feature map at this image size "
+                    f"(student {tuple(fs.shape[-2:])}, teacher {tuple(ft.shape[-2:])}); it contributes nothing. "
+                    "Use larger images or shallower taps.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+
+    def describe(self) -> dict[str, Any]:
+        """The strategy's settings and teacher mode (for the run's result record)."""
+        out: dict[str, Any] = {"strategy": self.name, "teacher_mode": self.teacher_mode}
+        if self.kd_loss is not None:
+            out.update(temperature=self.kd_loss.temperature, alpha=self.kd_loss.alpha)
+        if self.at_loss is not None:
+            out.update(beta=self.at_loss.beta, at_p=self.at_loss.p, student_taps=self.student_taps,
+                       teacher_taps=self.teacher_taps)
+        if self.teacher is not None:
+            out["teacher_arch"] = self.teacher_arch
+        return out
+
+    def __repr__(self) -> str:
+        return f"Strategy({self.name!r}, task={self.task!r}, teacher_mode={self.teacher_mode!r})"
