@@ -13,90 +13,288 @@
 # %% [markdown]
 # # Data
 #
-# ```{admonition} Run profile
+# ```{admonition} What produced this page
 # :class: note
-# This page was executed with the **{glue:text}`profile_name`** profile
-# ({glue:text}`profile_description`).
+# Profile **{glue:text}`box_profile`** · data: {glue:text}`box_data` · image size {glue:text}`box_image_size` ·
+# student {glue:text}`box_student`, teacher {glue:text}`box_teacher` · small target subset
+# {glue:text}`box_target_subset` · teacher / transfer-init sources {glue:text}`box_teacher_init_source` ·
+# seeds {glue:text}`box_seeds` · epochs {glue:text}`box_epochs` · {glue:text}`box_KD`.
 # ```
 #
-# Placeholder chapter: the datasets, example images and patient-level splits land
-# here with the core library. What it shows already is real: the label statistics
-# of the official CheXpert and NIH ChestX-ray14 label tables.
+# The paper trains on CheXpert, ChestX-ray8 and a diabetic-retinopathy set. This page
+# shows (1) the **real label tables** of CheXpert and NIH ChestX-ray14, which ship with
+# the `torchxrayvision` package and are analysed here in every profile, and (2) the
+# **images the chosen profile trains on** — synthetic images unless the profile points
+# at real datasets — with their patient-level splits and the small target subsets.
 
 # %% tags=["parameters"]
+# the study's knobs (see kdmed.study.Study); every profile sets them under `common:`
 profile = "default"
-# "synthetic" (offline default) or "real" (the datasets at the paths below)
-data_source = "synthetic"
-chexpert_root = ""
-nih_root = ""
-dr_root = ""
-# rows of the CheXpert table to read; 0 reads all of them
-table_rows = 0
+setting = "synthetic"
+image_size = 64
+student_arch = "small_cnn"
+teacher_arch = "small_densenet"
+teacher_n: int | None = 8000
+pretrain_n: int | None = 8000
+target_n = 1000
+target_sizes = [250, 500, 1000, 2000]
+val_n: int | None = 1000
+test_n: int | None = 2000
+seeds = [0, 1, 2]
+epochs = 20
+teacher_epochs = 15
+batch_size = 32
+lr = 0.001
+patience = 5
+augment = True
+temperature = 4.0
+alpha = 0.5
+beta = 0.2
+device = "auto"
+chexpert_root: str | None = None
+nih_root: str | None = None
+dr_root: str | None = None
+#: the paper's small target subsets, drawn here from the real label tables
+paper_subsets = {"chexpert": 5000, "chestxray8": 5606}
 
 # %%
+import tempfile
+
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
-import seaborn as sns
+from IPython.display import display
 from myst_nb import glue
 
-from kdmed.data.real_tables import real_table
-from kdmed.profiles import profile_description, require_paths
+from kdmed import plots
+from kdmed.data import open_dataset, subsample
+from kdmed.data.real_tables import label_only_root, real_table
+from kdmed.study import open_chapter, open_split
 
-glue("profile_name", profile, display=False)
-glue("profile_description", profile_description(profile), display=False)
-
-if data_source == "real":
-    require_paths(
-        {"chexpert_root": chexpert_root, "nih_root": nih_root, "dr_root": dr_root},
-        hint="Set them in book/profiles/full.yml or with --param 01_data.chexpert_root=/path ...",
-    )
-elif data_source != "synthetic":
-    raise ValueError(f"data_source must be 'synthetic' or 'real', got {data_source!r}")
+study = open_chapter(globals())
 
 # %% [markdown]
-# ## CheXpert labels
+# ## Part 1 — the real label tables (no images)
 #
-# CheXpert marks each of its 14 observations as positive (1), negative (0),
-# uncertain (-1) or leaves it blank. Of the {glue:text}`n_chexpert:,d` images read
-# from the label table, {glue:text}`top_share:.1%` are positive for the most common
-# observation, *{glue:text}`top_label`*.
+# ```{admonition} Real labels, not real images
+# :class: important
+# The tables below are the real CheXpert `train.csv` (CheXpert-v1.0-small) and the real
+# NIH `Data_Entry_2017_v2020.csv`, as shipped inside the `torchxrayvision` wheel. No
+# image of either dataset is on the machine that built this page.
+# ```
+#
+# CheXpert's training table has {glue:text}`cx_rows:,d` rows from {glue:text}`cx_patients:,d`
+# patients, {glue:text}`cx_frontal:,d` of them frontal views. NIH ChestX-ray14 has
+# {glue:text}`nih_rows:,d` images of {glue:text}`nih_patients:,d` patients;
+# {glue:text}`nih_nofinding:,d` are labelled "No Finding".
 
 # %%
-chexpert = real_table("chexpert")
-if table_rows:
-    chexpert = chexpert.head(table_rows)
-labels = list(chexpert.columns[5:])
-states = {"positive": 1.0, "uncertain": -1.0, "negative": 0.0}
-shares = pd.DataFrame({name: (chexpert[labels] == code).mean() for name, code in states.items()})
-shares["blank"] = chexpert[labels].isna().mean()
-shares = shares.sort_values("positive", ascending=False)
+tables_dir = tempfile.mkdtemp(prefix="kdmed-labels-")
+label_only = dict(check_files=False, progress=False)
+cx_root, nih_root_labels = label_only_root("chexpert", tables_dir), label_only_root("nih", tables_dir)
+cx_raw = real_table("chexpert")
+nih_raw = real_table("nih")
+cx_all = open_dataset("chexpert", cx_root, "train", val_fraction=0.0, views=("frontal", "lateral"), **label_only)
+cx_frontal = open_dataset("chexpert", cx_root, "train", val_fraction=0.0, **label_only)
+cx_ignore = open_dataset("chexpert", cx_root, "train", val_fraction=0.0, uncertain="ignore", **label_only)
 
-glue("n_chexpert", len(chexpert), display=False)
-glue("top_label", shares.index[0], display=False)
-glue("top_share", float(shares["positive"].iloc[0]), display=False)
+glue("cx_rows", len(cx_all), display=False)
+glue("cx_patients", cx_all.describe()["patients"], display=False)
+glue("cx_frontal", len(cx_frontal), display=False)
+glue("nih_rows", len(nih_raw), display=False)
+glue("nih_patients", int(nih_raw["Patient ID"].nunique()), display=False)
+glue("nih_nofinding", int((nih_raw["Finding Labels"] == "No Finding").sum()), display=False)
 
-long = shares.reset_index(names="observation").melt(id_vars="observation", var_name="label", value_name="share")
-fig, ax = plt.subplots(figsize=(8, 5))
-sns.barplot(data=long, y="observation", x="share", hue="label", ax=ax)
-ax.set_xlabel("share of images")
-ax.set_title(f"CheXpert label states ({len(chexpert):,} images)")
+nih_findings = nih_raw["Finding Labels"].str.get_dummies(sep="|").drop(columns="No Finding")
+summary = pd.DataFrame(
+    [
+        {"table": "CheXpert train.csv", "images": len(cx_all), "patients": cx_all.describe()["patients"],
+         "frontal": len(cx_frontal), "labels": len(cx_all.classes)},
+        {"table": "NIH Data_Entry_2017", "images": len(nih_raw), "patients": nih_raw["Patient ID"].nunique(),
+         "frontal": len(nih_raw), "labels": nih_findings.shape[1]},
+    ]
+).set_index("table")
+display(summary)
+
+# %% [markdown]
+# ### Label prevalence
+#
+# CheXpert's uncertain (−1) and blank entries are read as negative (U-Zeros), as the
+# authors' group did. The most frequent CheXpert observation among frontal views is
+# {glue:text}`cx_top_label` ({glue:text}`cx_top_prev:.1%`); the rarest NIH finding is
+# {glue:text}`nih_rare_label` ({glue:text}`nih_rare_prev:.2%`).
+
+# %%
+cx_prev = cx_frontal.prevalence().rename("prevalence").rename_axis("class").reset_index().assign(source="CheXpert (frontal, U-Zeros)")
+nih_prev = nih_findings.mean().rename("prevalence").rename_axis("class").reset_index().assign(source="NIH ChestX-ray14")
+glue("cx_top_label", cx_prev.sort_values("prevalence").iloc[-1]["class"], display=False)
+glue("cx_top_prev", float(cx_prev["prevalence"].max()), display=False)
+glue("nih_rare_label", nih_prev.sort_values("prevalence").iloc[0]["class"], display=False)
+glue("nih_rare_prev", float(nih_prev["prevalence"].min()), display=False)
+fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+for ax, df in zip(axes, (cx_prev, nih_prev)):
+    ax.barh(df["class"], df["prevalence"], color="tab:blue" if ax is axes[0] else "tab:orange")
+    ax.invert_yaxis()
+    ax.set_title(df["source"].iloc[0])
+    ax.set_xlabel("fraction of images positive")
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## NIH ChestX-ray14 findings
+# ### Uncertainty in CheXpert
 #
-# The NIH table lists the findings of each image in one `|`-separated column.
-# {glue:text}`nih_no_finding:.1%` of its {glue:text}`n_nih:,d` images carry no finding.
+# The share of *uncertain* (−1) labels differs widely between observations:
+# {glue:text}`cx_most_uncertain` is uncertain in {glue:text}`cx_most_uncertain_rate:.1%`
+# of frontal images. This is why the uncertainty policy (zeros, ones or ignore) is an
+# option of the loader.
 
 # %%
-nih = real_table("nih")
-findings = nih["Finding Labels"].str.get_dummies(sep="|")
-glue("n_nih", len(nih), display=False)
-glue("nih_no_finding", float(findings["No Finding"].mean()), display=False)
-counts = findings.drop(columns="No Finding").sum().sort_values(ascending=False)
-fig, ax = plt.subplots(figsize=(8, 4))
-sns.barplot(x=counts.values, y=counts.index, color="tab:blue", ax=ax)
-ax.set_xlabel("images with the finding")
-fig.tight_layout()
+obs = cx_frontal.classes
+frontal_raw = cx_raw[cx_raw["Frontal/Lateral"] == "Frontal"]
+rates = pd.DataFrame({
+    "uncertain (−1)": (frontal_raw[obs] == -1).mean(),
+    "positive (1)": (frontal_raw[obs] == 1).mean(),
+    "blank": frontal_raw[obs].isna().mean(),
+})
+glue("cx_most_uncertain", rates["uncertain (−1)"].idxmax(), display=False)
+glue("cx_most_uncertain_rate", float(rates["uncertain (−1)"].max()), display=False)
+ax = rates.plot.barh(stacked=False, figsize=(8, 6), width=0.8)
+ax.invert_yaxis()
+ax.set_xlabel("fraction of frontal images")
+ax.set_title("CheXpert: label values per observation")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### Co-occurrence
+#
+# Findings are far from independent: each cell is the probability of the column finding
+# given the row finding (CheXpert frontal views, U-Zeros). The synthetic images below
+# draw their label vectors from these rows, so they keep this structure.
+
+# %%
+fig = plots.cooccurrence_heatmap(cx_frontal.labels, cx_frontal.classes, title="CheXpert: P(column | row)")
+plt.show()
+
+# %% [markdown]
+# ### The paper's small subsets, drawn from the real tables
+#
+# The paper's students train on a CheXpert sample of 5,000 images and a ChestX-ray8
+# sample of 5,606 (≈ 5 % of NIH). We draw them as the library draws every subset: whole
+# patients, stratified by each patient's rarest positive label. The largest gap between a
+# finding's prevalence in the subset and in the full training split is
+# {glue:text}`subset_gap_cx:.2%` (CheXpert) and {glue:text}`subset_gap_nih:.2%`
+# (ChestX-ray8). The official NIH split lists are not shipped with the tables, so the
+# NIH train/test split here is a patient-level split with the official test share.
+
+# %%
+cx_train = open_dataset("chexpert", cx_root, "train", **label_only)
+nih8_train = open_dataset("nih", nih_root_labels, "train", labels="chestxray8", **label_only)
+rows, gaps = [], {}
+for key, ds in (("cx", cx_train), ("nih", nih8_train)):
+    n = paper_subsets["chexpert" if key == "cx" else "chestxray8"]
+    sub = subsample(ds, n, seed=0)
+    assert set(sub.patient_ids) <= set(ds.patient_ids)
+    full, part = ds.prevalence(), sub.prevalence()
+    gaps[key] = float((full - part).abs().max())
+    name = "CheXpert" if key == "cx" else "ChestX-ray8"
+    for cls in ds.classes:
+        rows.append({"dataset": name, "class": cls, "full training split": full[cls], "subset": part[cls]})
+glue("subset_gap_cx", gaps["cx"], display=False)
+glue("subset_gap_nih", gaps["nih"], display=False)
+subsets = pd.DataFrame(rows)
+long = subsets.melt(id_vars=["dataset", "class"], var_name="source", value_name="prevalence")
+for name, df in long.groupby("dataset", sort=False):
+    fig = plots.prevalence_bars(df, title=f"{name}: paper-size subset vs full training split")
+    plt.show()
+
+# %% [markdown]
+# ## Part 2 — the images this profile trains on
+#
+# Data of this profile: **{glue:text}`box_data`**. For the synthetic setting, chest-like
+# images are rendered from label vectors drawn from the real CheXpert rows, each finding
+# drawn as its own visual sign with a random strength (so some positives are faint).
+# Three synthetic "institutions" differ in label mix and acquisition style: **A** plays
+# NIH (the source of the transfer-learning initialisation), **B** plays MIMIC-CXR (the
+# teacher's source) and **C** plays CheXpert (the small target). Fundus-like images with
+# five retinopathy grades are the distant domain of the cross-domain chapter.
+
+# %%
+roles = {"target": study.target_data(), "teacher source": study.source_data("teacher", study.teacher_n),
+         "transfer-init source": study.source_data("pretrain", study.pretrain_n)}
+split_rows, prev_rows, opened = [], [], {}
+for role, spec in roles.items():
+    splits = {s: open_split(spec, s) for s in ("train", "val", "test")}
+    opened[role] = splits
+    ids = {s: set(map(str, d.patient_ids)) for s, d in splits.items()}
+    shared = len(ids["train"] & ids["test"]) + len(ids["train"] & ids["val"]) + len(ids["val"] & ids["test"])
+    for s, d in splits.items():
+        split_rows.append({"role": role, "dataset": spec.dataset, "options": spec.option_dict, "split": s,
+                           "images": len(d), "patients": d.describe()["patients"], "patients shared": shared})
+    prev_rows.append(splits["train"].prevalence().rename("prevalence").rename_axis("class").reset_index().assign(source=role))
+split_table = pd.DataFrame(split_rows)
+glue("patients_shared", int(split_table["patients shared"].sum()), display=False)
+display(split_table)
+
+# %% [markdown]
+# Across every role and split, {glue:text}`patients_shared` patients appear on two sides
+# of a split (it must be 0). Label prevalence per role:
+
+# %%
+fig = plots.prevalence_bars(pd.concat(prev_rows), title="label prevalence of each data role (training split)")
+plt.show()
+
+# %% [markdown]
+# ### Example images
+#
+# One training image of the target per finding (the first image positive for it), and the
+# same finding seen by each institution when the setting is synthetic.
+
+# %%
+target = opened["target"]["train"]
+picks, titles = [], []
+for k, cls in enumerate(target.classes):
+    hits = np.flatnonzero(target.labels[:, k] > 0.5)
+    if len(hits):
+        picks.append(int(hits[0]))
+        titles.append(cls)
+examples = target.take(picks).image_array(progress=False)
+fig = plots.image_grid(np.asarray(examples), titles, ncols=7, title="target training images, one per finding")
+plt.show()
+
+# %%
+if study.setting == "synthetic":
+    per_role, role_titles = [], []
+    for role in roles:
+        d = opened[role]["train"]
+        cls = d.classes.index("Cardiomegaly")
+        idx = np.flatnonzero(d.labels[:, cls] > 0.5)[:3]
+        per_role.append(np.asarray(d.take(idx).image_array(progress=False)))
+        role_titles += [f"{role}: Cardiomegaly"] * len(idx)
+    fig = plots.image_grid(np.concatenate(per_role), role_titles, ncols=3,
+                           title="acquisition style per institution (same finding)")
+    plt.show()
+    fundus = open_split(study.source_data("fundus"), "train")
+    grade_idx = [int(np.flatnonzero(fundus.labels[:, g] > 0.5)[0]) for g in range(len(fundus.classes))]
+    fig = plots.image_grid(np.asarray(fundus.take(grade_idx).image_array(progress=False)), fundus.classes, ncols=5,
+                           title="synthetic fundus images, one per retinopathy grade")
+    plt.show()
+
+# %% [markdown]
+# ### The small target subsets of this profile
+#
+# The students of the distillation chapter train on nested subsets of the target's
+# training split (each size contains the smaller ones). Their prevalence stays close to
+# the full split's; the largest gap over all sizes is {glue:text}`profile_subset_gap:.2%`.
+
+# %%
+sub_rows, worst = [], 0.0
+full = target.prevalence()
+for n in study.target_sizes:
+    part = subsample(target, n, seed=0).prevalence()
+    worst = max(worst, float((full - part).abs().max()))
+    sub_rows.append(part.rename("prevalence").rename_axis("class").reset_index().assign(source=f"n = {n}"))
+sub_rows.append(full.rename("prevalence").rename_axis("class").reset_index().assign(source=f"full ({len(target)})"))
+glue("profile_subset_gap", worst, display=False)
+fig = plots.prevalence_bars(pd.concat(sub_rows), title="target subsets vs the full target training split")
 plt.show()

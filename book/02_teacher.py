@@ -13,57 +13,127 @@
 # %% [markdown]
 # # Teacher
 #
-# ```{admonition} Run profile
+# ```{admonition} What produced this page
 # :class: note
-# This page was executed with the **{glue:text}`profile_name`** profile
-# ({glue:text}`profile_description`).
+# Profile **{glue:text}`box_profile`** · data: {glue:text}`box_data` · image size {glue:text}`box_image_size` ·
+# student {glue:text}`box_student`, teacher {glue:text}`box_teacher` · small target subset
+# {glue:text}`box_target_subset` · teacher / transfer-init sources {glue:text}`box_teacher_init_source` ·
+# seeds {glue:text}`box_seeds` · epochs {glue:text}`box_epochs` · {glue:text}`box_KD`.
 # ```
 #
-# Placeholder chapter: content lands with the core library.
-# The teacher is trained on a large source split; what is real here already is
-# that split: the NIH ChestX-ray14 table divided into train/validation/test by
-# *patient*, so that no patient is on two sides.
+# The teacher is a CNN trained on a **large source split of another institution** (the
+# authors' code used MIMIC-CXR), then frozen. The transfer-learning arm of the next
+# chapter starts instead from the student's own architecture trained on a **third
+# source** (NIH in the authors' code). This page trains both (or loads them from the
+# results cache, keyed by their full configuration), and a student trained from scratch
+# on the small target subset for reference.
 
 # %% tags=["parameters"]
+# the study's knobs (see kdmed.study.Study); every profile sets them under `common:`
 profile = "default"
-seed = 0
-split_fractions = [0.7, 0.1, 0.2]
+setting = "synthetic"
+image_size = 64
+student_arch = "small_cnn"
+teacher_arch = "small_densenet"
+teacher_n: int | None = 8000
+pretrain_n: int | None = 8000
+target_n = 1000
+target_sizes = [250, 500, 1000, 2000]
+val_n: int | None = 1000
+test_n: int | None = 2000
+seeds = [0, 1, 2]
+epochs = 20
+teacher_epochs = 15
+batch_size = 32
+lr = 0.001
+patience = 5
+augment = True
+temperature = 4.0
+alpha = 0.5
+beta = 0.2
+device = "auto"
+chexpert_root: str | None = None
+nih_root: str | None = None
+dr_root: str | None = None
+#: bootstrap resamples for the confidence intervals (patients are resampled)
+n_boot = 1000
 
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
+from IPython.display import display
 from myst_nb import glue
 
-from kdmed.profiles import profile_description
+from kdmed import plots
+from kdmed.analysis import evaluate_with_ci, histories, predict_run
+from kdmed.study import open_chapter
 
-glue("profile_name", profile, display=False)
-glue("profile_description", profile_description(profile), display=False)
-
-from kdmed.data.real_tables import real_table
-from kdmed.data.subsets import split_by_patient
+study = open_chapter(globals())
+teacher = study.teacher()
+init = study.pretrained_init()
+scratch = study.student("scratch", study.target_n, seed=study.seeds[0])
+runs = [teacher, init, scratch]
+labels = [{"model": "teacher"}, {"model": "transfer init"}, {"model": "scratch student"}]
+table = study.run(runs, labels)
+display(table[["model", "name", "arch", "dataset", "institution", "n_train", "epochs_run", "best_epoch",
+               "macro_auc", "train_seconds"]])
 
 # %% [markdown]
-# With seed {glue:text}`split_seed`, the teacher's training split holds
-# {glue:text}`train_patients:,d` patients ({glue:text}`train_images:,d` images); the
-# largest difference in a finding's prevalence between the train and test splits is
-# {glue:text}`max_gap:.2%`.
+# ## Learning curves
+#
+# The teacher trained for {glue:text}`teacher_epochs_run` epochs (best validation
+# macro-AUC at epoch {glue:text}`teacher_best_epoch`), in {glue:text}`teacher_seconds:.0f` s.
 
 # %%
-nih = real_table("nih")
-findings = nih["Finding Labels"].str.get_dummies(sep="|").drop(columns="No Finding")
-parts = split_by_patient(nih["Patient ID"].to_numpy(), split_fractions, seed=seed)
-names = ["train", "val", "test"][: len(parts)]
-prevalence = pd.DataFrame({name: findings.iloc[idx].mean() for name, idx in zip(names, parts)})
-
-glue("split_seed", seed, display=False)
-glue("train_patients", int(nih["Patient ID"].iloc[parts[0]].nunique()), display=False)
-glue("train_images", len(parts[0]), display=False)
-glue("max_gap", float((prevalence["train"] - prevalence[names[-1]]).abs().max()), display=False)
-
-long = prevalence.reset_index(names="finding").melt(id_vars="finding", var_name="split", value_name="prevalence")
-fig, ax = plt.subplots(figsize=(8, 5))
-sns.barplot(data=long, y="finding", x="prevalence", hue="split", ax=ax)
-ax.set_title("NIH ChestX-ray14 finding prevalence per patient-level split")
-fig.tight_layout()
+row = table.set_index("model").loc["teacher"]
+glue("teacher_epochs_run", int(row["epochs_run"]), display=False)
+glue("teacher_best_epoch", int(row["best_epoch"]), display=False)
+glue("teacher_seconds", float(row["train_seconds"]), display=False)
+hist = histories(study.store(), runs, labels)
+fig = plots.history_curves(hist, ["train_loss", "val_loss", "val_macro_auc"], hue="model",
+                           title="training history (validation on each model's own source)")
 plt.show()
+
+# %% [markdown]
+# ## How good is the teacher on the target?
+#
+# What matters for distillation is how well the teacher does on the **target's** test
+# images (another institution than the one it learned from). On the target test set the
+# teacher reaches a macro-AUC of {glue:text}`teacher_target_auc:.3f`
+# (95 % CI {glue:text}`teacher_target_low:.3f`–{glue:text}`teacher_target_high:.3f`,
+# patient bootstrap), against {glue:text}`scratch_target_auc:.3f` for the student trained
+# from scratch on {glue:text}`target_n_glued:,d` target images, and
+# {glue:text}`init_target_auc:.3f` for the transfer initialisation before any fine-tuning.
+
+# %%
+target_test = study.target_data()
+evals = {}
+for name, cfg in (("teacher", teacher), ("transfer init (not fine-tuned)", init), ("scratch student", scratch)):
+    scores = predict_run(cfg, study.store(), target_test)
+    evals[name] = (scores, *evaluate_with_ci(scores, n_boot=n_boot))
+t_metrics = evals["teacher"][1]
+glue("teacher_target_auc", t_metrics["macro_auc"], display=False)
+glue("teacher_target_low", t_metrics["macro_auc_ci"]["low"], display=False)
+glue("teacher_target_high", t_metrics["macro_auc_ci"]["high"], display=False)
+glue("scratch_target_auc", evals["scratch student"][1]["macro_auc"], display=False)
+glue("init_target_auc", evals["transfer init (not fine-tuned)"][1]["macro_auc"], display=False)
+glue("target_n_glued", study.target_n, display=False)
+per_class = pd.concat([df.assign(model=name) for name, (_, _, df) in evals.items()])
+display(per_class.pivot(index="class", columns="model", values="auc").round(3))
+
+# %%
+fig = plots.forest_plot(per_class, hue="model", title="per-class AUC on the target test set (95% CI)")
+plt.show()
+
+# %% [markdown]
+# ## ROC curves of the teacher on the target test set
+
+# %%
+scores = evals["teacher"][0]
+fig = plots.roc_curves(scores["y_true"], scores["y_score"], scores["classes"], title="teacher on the target test set")
+plt.show()
+
+# %% [markdown]
+# The teacher's checkpoint is stored with its run (`results/<profile>/<key>/model.pt`) and
+# reused by the next chapters: they name the same configuration, so they find it in the
+# cache instead of training it again.

@@ -13,51 +13,133 @@
 # %% [markdown]
 # # Regularization and convergence
 #
-# ```{admonition} Run profile
+# ```{admonition} What produced this page
 # :class: note
-# This page was executed with the **{glue:text}`profile_name`** profile
-# ({glue:text}`profile_description`).
+# Profile **{glue:text}`box_profile`** · data: {glue:text}`box_data` · image size {glue:text}`box_image_size` ·
+# student {glue:text}`box_student`, teacher {glue:text}`box_teacher` · small target subset
+# {glue:text}`box_target_subset` · teacher / transfer-init sources {glue:text}`box_teacher_init_source` ·
+# seeds {glue:text}`box_seeds` · epochs {glue:text}`box_epochs` · {glue:text}`box_KD`.
 # ```
 #
-# Placeholder chapter: content lands with the core library.
-# The student's training curves land here. What is real here already is the
-# quantity that distillation's temperature changes: the soft targets
-# $\sigma(z/T)$ a multi-label teacher hands its student.
+# The paper's v1 studies how the student **converges** and argues that the teacher
+# **regularizes** it (less over-fitting). Here the same students train for a fixed number
+# of epochs without early stopping, so that every curve runs to the end, and we look at
+# training against validation loss and AUC, the generalization gap, and the epoch of the
+# best validation AUC. Last, a small grid of temperature T × weight α.
 
 # %% tags=["parameters"]
+# the study's knobs (see kdmed.study.Study); every profile sets them under `common:`
 profile = "default"
-temperatures = [1.0, 2.0, 4.0, 8.0]
-max_logit = 6.0
+setting = "synthetic"
+image_size = 64
+student_arch = "small_cnn"
+teacher_arch = "small_densenet"
+teacher_n: int | None = 8000
+pretrain_n: int | None = 8000
+target_n = 1000
+target_sizes = [250, 500, 1000, 2000]
+val_n: int | None = 1000
+test_n: int | None = 2000
+seeds = [0, 1, 2]
+epochs = 20
+teacher_epochs = 15
+batch_size = 32
+lr = 0.001
+patience = 5
+augment = True
+temperature = 4.0
+alpha = 0.5
+beta = 0.2
+device = "auto"
+chexpert_root: str | None = None
+nih_root: str | None = None
+dr_root: str | None = None
+reg_methods = ["scratch", "transfer", "kd", "transfer+kd"]
+temperatures = [1.0, 4.0, 8.0]
+alphas = [0.25, 0.5, 0.9]
+#: seeds of the T × alpha grid (fewer than the study's, to keep it cheap)
+grid_seeds = [0]
 
 # %%
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
-import seaborn as sns
-import torch
+from IPython.display import display
 from myst_nb import glue
 
-from kdmed.profiles import profile_description
+from kdmed import plots
+from kdmed.analysis import convergence_table, histories
+from kdmed.study import open_chapter, regularization_grid
 
-glue("profile_name", profile, display=False)
-glue("profile_description", profile_description(profile), display=False)
+study = open_chapter(globals())
+n = study.target_n
+configs, labels = regularization_grid(study, reg_methods)
+table = study.run(configs, labels)
+hist = histories(study.store(), configs, labels)
 
 # %% [markdown]
-# A teacher logit of 2 becomes the soft target {glue:text}`soft_at_2:.3f` at the
-# highest temperature here, T = {glue:text}`t_max`, against {glue:text}`hard_at_2:.3f` at T = 1.
+# ## Training and validation curves
+#
+# Means over {glue:text}`reg_seeds` seeds with 95 % CI bands, n = {glue:text}`reg_n`
+# target images, {glue:text}`reg_epochs` epochs. Training loss includes each method's own
+# terms; the validation loss is the plain task loss for every method, so it compares.
 
 # %%
-logits = torch.linspace(-max_logit, max_logit, 121)
-curves = pd.concat(
-    [pd.DataFrame({"teacher logit": logits.numpy(), "soft target": torch.sigmoid(logits / t).numpy(), "T": t})
-     for t in temperatures]
-)
-t_max = max(temperatures)
-glue("t_max", t_max, display=False)
-glue("soft_at_2", float(torch.sigmoid(torch.tensor(2.0 / t_max))), display=False)
-glue("hard_at_2", float(torch.sigmoid(torch.tensor(2.0))), display=False)
+glue("reg_seeds", len(study.seeds), display=False)
+glue("reg_n", n, display=False)
+glue("reg_epochs", study.epochs, display=False)
+task_col = "train_task" if "train_task" in hist.columns else "train_loss"
+fig = plots.history_curves(hist, [task_col, "val_loss"], hue="method", title="loss per epoch")
+plt.show()
+auc_cols = [c for c in ("train_macro_auc", "val_macro_auc") if c in hist.columns]
+fig = plots.history_curves(hist, auc_cols, hue="method", title="macro-AUC per epoch")
+plt.show()
 
-fig, ax = plt.subplots(figsize=(7, 4))
-sns.lineplot(data=curves, x="teacher logit", y="soft target", hue="T", palette="viridis", ax=ax)
-ax.set_title("softened sigmoid targets")
+# %% [markdown]
+# ## Generalization gap and epochs to best
+#
+# The gap is measured at the last epoch: training minus validation macro-AUC, and
+# validation minus training task loss. Without a teacher (scratch) the AUC gap is
+# {glue:text}`gap_scratch:.3f`; with one (kd) it is {glue:text}`gap_kd:.3f`. The best
+# validation AUC came at epoch {glue:text}`best_epoch_scratch:.1f` on average for
+# scratch and {glue:text}`best_epoch_kd:.1f` for kd.
+
+# %%
+conv = convergence_table(study.store(), configs, labels)
+display(conv.round(4))
+for method, name in (("scratch", "scratch"), ("kd", "kd")):
+    has = method in conv.index
+    glue(f"gap_{name}", float(conv.loc[method, "auc_gap"]) if has else float("nan"), display=False)
+    glue(f"best_epoch_{name}", float(conv.loc[method, "best_epoch"]) if has else float("nan"), display=False)
+gap_long = conv.reset_index()[["method", "auc_gap", "loss_gap"]].melt(id_vars="method", var_name="gap", value_name="value")
+import seaborn as sns
+
+fig, ax = plt.subplots(figsize=(6.5, 3.6))
+sns.barplot(data=gap_long, x="method", y="value", hue="gap", ax=ax)
+ax.axhline(0, color="black", lw=0.8)
+ax.set_title("generalization gap at the last epoch (mean over seeds)")
+ax.set_ylabel("")
 fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Sensitivity to the temperature T and the weight α
+#
+# kd students (random init) at n = {glue:text}`reg_n`, seeds {glue:text}`grid_seeds_glued`.
+# The best cell is T = {glue:text}`best_T` and α = {glue:text}`best_alpha` (test macro-AUC
+# {glue:text}`best_grid_auc:.3f`); the spread over the grid is {glue:text}`grid_spread:.3f`
+# AUC points.
+
+# %%
+grid_cfgs = [study.student("kd", n, seed, temperature=T, alpha=a)
+             for T in temperatures for a in alphas for seed in grid_seeds]
+grid_table = study.run(grid_cfgs)  # the table has the temperature and alpha of each run
+pivot = grid_table.groupby(["temperature", "alpha"])["macro_auc"].mean().unstack()
+best_T, best_a = np.unravel_index(np.nanargmax(pivot.to_numpy()), pivot.shape)
+glue("grid_seeds_glued", ", ".join(map(str, grid_seeds)), display=False)
+glue("best_T", f"{pivot.index[best_T]:g}", display=False)
+glue("best_alpha", f"{pivot.columns[best_a]:g}", display=False)
+glue("best_grid_auc", float(pivot.to_numpy()[best_T, best_a]), display=False)
+glue("grid_spread", float(np.nanmax(pivot.to_numpy()) - np.nanmin(pivot.to_numpy())), display=False)
+fig = plots.heatmap(pivot, title="kd: test macro-AUC over T × alpha", center=None, cbar_label="macro-AUC")
 plt.show()

@@ -161,13 +161,27 @@ def chapter_parameters(path: str | Path) -> dict[str, Any]:
                 f"got {ast.unparse(node)!r}"
             )
         try:
-            params[name] = ast.literal_eval(value_node)
+            value = ast.literal_eval(value_node)
+            # `name: int | None = 8000` (or Optional[int]) declares an int that may also be None
+            if isinstance(node, ast.AnnAssign) and value is not None and "None" in ast.unparse(node.annotation):
+                value = Nullable(value)
+            params[name] = value
         except ValueError as err:
             raise ProfileError(
                 f"{path}:{line}: parameter {name!r} needs a literal default (number, string, bool, None, "
                 f"list, dict), got {ast.unparse(value_node)!r}"
             ) from err
     return params
+
+
+@dataclasses.dataclass(frozen=True)
+class Nullable:
+    """The default of a parameter annotated ``T | None``: ``value`` of type T, and None is allowed too."""
+
+    value: Any
+
+    def __repr__(self) -> str:
+        return repr(self.value)
 
 
 def type_name(value: Any) -> str:
@@ -179,6 +193,8 @@ def expected_type_name(default: Any) -> str:
     """What a parameter whose default is ``default`` accepts, in words."""
     if default is None:
         return "any"
+    if isinstance(default, Nullable):
+        return f"{expected_type_name(default.value)} or None"
     if isinstance(default, float):
         return "float (or int)"
     return type_name(default)
@@ -188,6 +204,8 @@ def accepts(default: Any, value: Any) -> bool:
     """Whether ``value`` may replace a parameter whose declared default is ``default``."""
     if default is None:
         return True
+    if isinstance(default, Nullable):
+        return value is None or accepts(default.value, value)
     # bool is a subclass of int: never let True stand for 1 or 1 for True
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
