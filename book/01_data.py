@@ -228,9 +228,11 @@ for role, spec in roles.items():
     opened[role] = splits
     ids = {s: set(map(str, d.patient_ids)) for s, d in splits.items()}
     shared = len(ids["train"] & ids["test"]) + len(ids["train"] & ids["val"]) + len(ids["val"] & ids["test"])
+    used = {"train": spec.train_n, "val": spec.val_n, "test": spec.test_n}
     for s, d in splits.items():
         split_rows.append({"role": role, "dataset": spec.dataset, "options": spec.option_dict, "split": s,
-                           "images": len(d), "patients": d.describe()["patients"], "patients shared": shared})
+                           "images": len(d), "patients": d.describe()["patients"],
+                           "images used (whole patients)": used[s] or len(d), "patients shared": shared})
     prev_rows.append(splits["train"].prevalence().rename("prevalence").rename_axis("class").reset_index().assign(source=role))
 split_table = pd.DataFrame(split_rows)
 glue("patients_shared", int(split_table["patients shared"].sum()), display=False)
@@ -238,7 +240,9 @@ display(split_table)
 
 # %% [markdown]
 # Across every role and split, {glue:text}`patients_shared` patients appear on two sides
-# of a split (it must be 0). Label prevalence per role:
+# of a split (it must be 0). The study draws the images it uses from each split by whole
+# patients (the column "images used"); the target's training subsets are drawn below.
+# Label prevalence per role:
 
 # %%
 fig = plots.prevalence_bars(pd.concat(prev_rows), title="label prevalence of each data role (training split)")

@@ -163,6 +163,15 @@ def test_type_rules():
     assert accepts([1], []) and not accepts([1], {"a": 1}) and accepts({}, {"a": 1}) and not accepts({}, [1])
 
 
+def test_optional_annotation_accepts_none_and_the_declared_type(tmp_path):
+    path = tmp_path / "ch.py"
+    path.write_text('# %% tags=["parameters"]\nprofile = "x"\nn: int | None = 8\nroot: str | None = None\nm = 3\n')
+    declared = chapter_parameters(path)
+    assert accepts(declared["n"], None) and accepts(declared["n"], 5) and not accepts(declared["n"], "5")
+    assert accepts(declared["root"], "/data") and accepts(declared["root"], None)
+    assert not accepts(declared["m"], None)
+
+
 def test_parameters_cell_must_be_literal_assignments(tmp_path):
     path = tmp_path / "bad.py"
     path.write_text('# %% [markdown]\n# hi\n\n# %% tags=["parameters"]\nprofile = "x"\nsize = 2 ** 3\n')
@@ -216,15 +225,15 @@ def test_every_profile_validates(repo, name):
 
 
 def test_full_profile_names_the_dataset_roots(repo):
-    chapters = load_profile("full", repo / "book" / "profiles").chapters
-    assert {"chexpert_root", "nih_root", "dr_root"} <= set(chapters["01_data"])
-    assert chapters["01_data"]["data_source"] == "real"
+    profile = load_profile("full", repo / "book" / "profiles")
+    assert {"chexpert_root", "nih_root", "dr_root"} <= set(profile.common)
+    assert profile.common["setting"] in ("chexpert", "chestxray8")
 
 
 def test_cli_validate_reports_errors_with_exit_code_2(capsys):
-    assert book.main(["validate", "--profile", "smoke", "--param", "01_data.table_rows=many"]) == 2
+    assert book.main(["validate", "--profile", "smoke", "--param", "01_data.image_size=many"]) == 2
     err = capsys.readouterr().err
-    assert "chapter '01_data': parameter 'table_rows' expects int (default 0), got str 'many'" in err
+    assert "chapter '01_data': parameter 'image_size' expects int (default 64), got str 'many'" in err
     assert book.main(["validate", "--profile", "smoke", "--chapters", "01_data"]) == 0
     assert "01_data: {'profile': 'smoke'" in capsys.readouterr().out
 
