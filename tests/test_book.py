@@ -326,3 +326,21 @@ def test_toy_book_builds_end_to_end_and_a_failing_chapter_keeps_it(toy_layout, m
     assert _tree_digest(html) == before
     # the last good executed notebook is kept, so the book can still be rendered from it
     assert json.loads((toy_layout.executed_dir("toy") / "toy.ipynb").read_text()) == executed
+
+
+def test_leftovers_of_a_killed_build_are_recovered(tmp_path):
+    layout = book.BookLayout.default(root=tmp_path, build_dir=tmp_path / "_build")
+    dead = 999_999_999  # no such process
+    old = layout.build_dir / f".html-old-{dead}"
+    old.mkdir(parents=True)
+    (old / "index.html").write_text("old book")
+    (layout.build_dir / f".render-smoke-{dead}").mkdir()
+    done = book.recover_leftovers(layout)
+    assert (layout.html_dir / "index.html").read_text() == "old book"  # killed between the two renames
+    assert not old.exists() and not (layout.build_dir / f".render-smoke-{dead}").exists()
+    assert any("restored" in line for line in done) and any("removed" in line for line in done)
+    # with a book in place, an old copy is deleted, not restored
+    old.mkdir()
+    (old / "index.html").write_text("older")
+    book.recover_leftovers(layout)
+    assert (layout.html_dir / "index.html").read_text() == "old book" and not old.exists()

@@ -364,6 +364,39 @@ def render(layout: BookLayout, profile: str, staged: Path) -> tuple[Path, list[s
     return html, warnings
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_leftovers(layout: BookLayout) -> list[str]:
+    """Clean up after a build that was killed: returns what it did.
+
+    A kill between the two renames of :func:`swap_html` leaves no ``_build/html`` but a
+    ``.html-old-<pid>``: that old book is put back. Render and old-html folders of
+    processes that are no longer alive are deleted.
+    """
+    done = []
+    if not layout.build_dir.exists():
+        return done
+    for path in sorted(layout.build_dir.glob(".html-old-*")) + sorted(layout.build_dir.glob(".render-*")):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and _pid_alive(int(pid)) and int(pid) != os.getpid():
+            continue  # another build is using it
+        if path.name.startswith(".html-old-") and not layout.html_dir.exists():
+            os.replace(path, layout.html_dir)
+            done.append(f"restored {layout.html_dir} from {path.name}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            done.append(f"removed {path.name}")
+    return done
+
+
 def swap_html(layout: BookLayout, new_html: Path) -> Path:
     """Replace ``_build/html`` by ``new_html``: rename the old away, rename the new in, delete the old."""
     target = layout.html_dir
@@ -413,6 +446,8 @@ def build(
     """
     layout = layout or BookLayout.default()
     loaded, params = validate(layout, profile, overrides, chapters)
+    for line in recover_leftovers(layout):
+        _log(f"previous build was interrupted: {line}")
     check_config(layout)
     check_kernel()
     sources = chapter_sources(layout)
