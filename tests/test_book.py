@@ -201,7 +201,7 @@ def test_every_chapter_has_one_parameters_cell_and_is_in_the_toc(repo):
     entries = book.toc_entries(layout.toc)
     chapters = sorted(p.stem for p in layout.book_dir.glob("*.py"))
     assert chapters == ["01_data", "02_teacher", "03_distillation", "04_cross_domain",
-                        "05_regularization", "06_conclusions"]
+                        "05_regularization", "06_conclusions", "appendix_compute"]
     assert list(book.chapter_sources(layout)) == chapters  # toc order is chapter order
     assert entries[0] == "intro"
     for stem in chapters:
