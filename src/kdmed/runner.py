@@ -26,6 +26,13 @@ Store layout (``ResultStore(root)``, e.g. ``results/<profile>/``)::
 A result whose stored key or config does not match what is asked for is
 *stale*: it raises :class:`StaleResultError` and is never used silently.
 
+Under ``torchrun`` (a process group initialised by :mod:`kdmed.distributed`)
+:func:`run_one` trains with DistributedDataParallel on every rank:
+``train.batch_size`` is the global batch (each rank takes its share), val/test
+predictions are gathered, only rank 0 writes the run folder, and the ranks wait
+for each other at the end of each run (a dependency's files exist before the
+run that needs them starts). The result records ``world_size``.
+
 Validation and test images are the same for every run on the same dataset
 (only the training split is subsampled by ``train_n``/``subset_seed``; val/test
 use their own fixed seeds), so methods are compared on identical images.
@@ -507,6 +514,30 @@ class ResultStore:
         """The folder of ``cfg``'s run: ``<root>/<key>``."""
         return self.root / run_key(cfg)
 
+    def discard_leftovers(self, cfg: RunConfig) -> list[str]:
+        """Delete what an interrupted process left in ``cfg``'s folder; returns the names deleted.
+
+        Temporary files of unfinished atomic writes (``.<name>.*.tmp``) are never read but
+        can be large (checkpoints). ``last.pt`` is only needed while the run is unfinished:
+        it goes once ``result.json`` exists (a kill between writing the result and deleting
+        the checkpoint leaves one). Only the process that writes the folder may call this
+        (rank 0): the temporary file of a concurrent writer would vanish.
+        """
+        folder = self.run_dir(cfg)
+        if not folder.is_dir():
+            return []
+        doomed = sorted(p for p in folder.glob(".*.tmp") if p.is_file())
+        if (folder / "result.json").exists():
+            doomed.append(folder / "last.pt")
+        removed = []
+        for path in doomed:
+            try:
+                path.unlink()
+                removed.append(path.name)
+            except FileNotFoundError:
+                pass
+        return removed
+
     def _read_json(self, path: Path) -> dict[str, Any]:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
@@ -626,7 +657,14 @@ def _teacher_model(cfg: RunConfig, store: ResultStore, classes: list[str]):
             f"run {cfg.name!r}: the teacher {cfg.teacher.name!r} predicts {teacher_result['classes']} but the "
             f"student's classes are {classes}; distillation (kd) needs the same label space (use 'at')"
         )
-    model, _ = load_model(store.run_dir(cfg.teacher) / "model.pt")
+    path = store.run_dir(cfg.teacher) / "model.pt"
+    model, meta = load_model(path)
+    if list(meta.get("classes", [])) != list(teacher_result["classes"]):
+        raise StaleResultError(
+            f"run {cfg.name!r}: the teacher checkpoint {path} has a head for {meta.get('num_classes')} classes "
+            f"{meta.get('classes')} but its result.json lists {len(teacher_result['classes'])} classes; the folder "
+            f"{path.parent} is inconsistent: delete it to retrain the teacher"
+        )
     return model
 
 
@@ -647,6 +685,7 @@ def run_one(cfg: RunConfig, store: ResultStore, quiet: bool = False,
     Missing teacher/init runs are trained first. An unfinished run resumes from its
     ``last.pt``. ``callbacks`` are passed to the trainer (``f(epoch, record)``).
     """
+    from kdmed import distributed
     from kdmed.loader import ArrayLoader
     from kdmed.metrics import evaluate
     from kdmed.models import freeze_through, save_model
@@ -655,14 +694,25 @@ def run_one(cfg: RunConfig, store: ResultStore, quiet: bool = False,
     from kdmed.utils import set_seed
 
     if store.status(cfg) == "complete":
+        if distributed.rank() == 0:
+            store.discard_leftovers(cfg)
         return store.load_result(cfg)
+    rank, world = distributed.rank(), distributed.world_size()
+    main = rank == 0  # only rank 0 writes the run folder and shows progress
+    quiet = quiet or not main
     t_start = time.perf_counter()
     key = run_key(cfg)
     run_dir = store.run_dir(cfg)
+    if main:
+        store.discard_leftovers(cfg)
 
     # data first: the classes decide the heads of the student and of a teacher check
     t0 = time.perf_counter()
+    if not main:
+        distributed.barrier()  # rank 0 builds the on-disk image cache first; the others then read it
     train_d, val_d, test_d = (load_split(cfg.data, s, progress=not quiet) for s in ("train", "val", "test"))
+    if main:
+        distributed.barrier()
     data_seconds = time.perf_counter() - t0
     classes = list(train_d.dataset.classes)
     task = train_d.dataset.task
@@ -672,17 +722,21 @@ def run_one(cfg: RunConfig, store: ResultStore, quiet: bool = False,
         if isinstance(dep, RunConfig):
             run_one(dep, store, quiet=quiet)
     teacher = _teacher_model(cfg, store, classes) if cfg.teacher is not None else None
-    atomic_write_json(run_dir / "config.json", _record_header(cfg))
+    if main:
+        atomic_write_json(run_dir / "config.json", _record_header(cfg))
     set_seed(cfg.seed)
     model = _student_model(cfg, store, classes)
     frozen = freeze_through(model, cfg.arch, cfg.freeze_through) if cfg.freeze_through else []
-    device = resolve_device(cfg.train.device)
+    device = distributed.local_device(resolve_device(cfg.train.device))
     ts = cfg.train
     n_train = len(train_d.dataset)
-    train_loader = ArrayLoader(train_d.images, train_d.labels, batch_size=ts.batch_size, shuffle=True, seed=cfg.seed,
-                               augment=ts.augment, device=device, drop_last=n_train > ts.batch_size)
-    val_loader = ArrayLoader(val_d.images, val_d.labels, batch_size=ts.batch_size, shuffle=False, device=device)
-    test_loader = ArrayLoader(test_d.images, test_d.labels, batch_size=ts.batch_size, shuffle=False, device=device)
+    shard = {"rank": rank, "world_size": world}
+    train_loader = ArrayLoader(train_d.images, train_d.labels, batch_size=distributed.per_rank_batch_size(ts.batch_size),
+                               shuffle=True, seed=cfg.seed, augment=ts.augment, device=device,
+                               drop_last=n_train > ts.batch_size, **shard)
+    val_loader = ArrayLoader(val_d.images, val_d.labels, batch_size=ts.batch_size, shuffle=False, device=device, **shard)
+    test_loader = ArrayLoader(test_d.images, test_d.labels, batch_size=ts.batch_size, shuffle=False, device=device,
+                              **shard)
     strategy = Strategy(cfg.strategy, task, teacher=teacher, student_arch=cfg.arch,
                         teacher_arch=None if teacher is None else getattr(teacher, "kdmed_arch", cfg.teacher_arch),
                         temperature=cfg.temperature, alpha=cfg.alpha, beta=cfg.beta, at_p=cfg.at_p, taps=cfg.taps,
@@ -703,16 +757,18 @@ def run_one(cfg: RunConfig, store: ResultStore, quiet: bool = False,
     metrics = evaluate(y_true, y_score, task, classes=classes, patient_ids=ds_test.patient_ids, n_boot=0)
     eval_seconds = time.perf_counter() - t0
 
-    save_model(model, run_dir / "model.pt", cfg.arch, classes,
-               extra={"key": key, "name": cfg.name, "best_epoch": fitted.best_epoch, "config": cfg.to_dict()})
-    with atomic_path(run_dir / "scores.npz") as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, y_true=y_true.astype(np.float32), y_score=y_score.astype(np.float32),
-                            patient_ids=np.asarray(ds_test.patient_ids).astype(str),
-                            rows=np.asarray(ds_test.source_rows, dtype=np.int64))
+    if main:
+        save_model(model, run_dir / "model.pt", cfg.arch, classes,
+                   extra={"key": key, "name": cfg.name, "best_epoch": fitted.best_epoch, "config": cfg.to_dict()})
+        with atomic_path(run_dir / "scores.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, y_true=y_true.astype(np.float32), y_score=y_score.astype(np.float32),
+                                patient_ids=np.asarray(ds_test.patient_ids).astype(str),
+                                rows=np.asarray(ds_test.source_rows, dtype=np.int64))
     result = {
         **_record_header(cfg),
         "device": device,
         "device_name": _device_name(device),
+        "world_size": world,
         "task": task,
         "classes": classes,
         "metrics": metrics,
@@ -740,8 +796,10 @@ def run_one(cfg: RunConfig, store: ResultStore, quiet: bool = False,
             "images_per_s": float(np.mean([h["images_per_s"] for h in fitted.history])) if fitted.history else None,
         },
     }
-    atomic_write_json(run_dir / "result.json", result)
-    (run_dir / "last.pt").unlink(missing_ok=True)
+    if main:
+        atomic_write_json(run_dir / "result.json", result)
+        (run_dir / "last.pt").unlink(missing_ok=True)
+    distributed.barrier()
     store.trained.append(key)
     return json.loads(json.dumps(to_jsonable(result)))
 

@@ -9,6 +9,9 @@
 * bf16 autocast and channels_last on CUDA, optional ``torch.compile`` of the student
   (skipped, with a warning, for attention transfer: its feature-map hooks do not
   fire inside a compiled graph); fp32 on CPU;
+* DistributedDataParallel when the training loader is sharded (``world_size > 1``,
+  see :mod:`kdmed.distributed`): losses summed and predictions gathered across
+  ranks, so every rank records the same history; only rank 0 writes the checkpoint;
 * one history record per epoch (:data:`HISTORY_COLUMNS` plus ``train_<term>``);
 * ``last.pt`` written atomically after every epoch with everything needed to
   continue (model, optimiser, scheduler, best state, history and the torch/CUDA,
@@ -36,7 +39,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from kdmed import metrics
+from kdmed import distributed, metrics
 from kdmed.losses import TaskLoss
 from kdmed.models import set_train_mode, unwrap
 from kdmed.strategies import Strategy, autocast_context
@@ -97,7 +100,9 @@ def predict(model: nn.Module, loader: Iterable, *, amp: bool = False, progress: 
 
     For a :class:`kdmed.loader.ArrayLoader` the rows come back in the loader's row
     order (``loader.rows``), whatever its batching; other iterables of batches keep
-    their iteration order. The model runs in eval mode (its mode is restored).
+    their iteration order. A loader sharded across processes (``world_size > 1``)
+    gives every rank the predictions of all rows (gathered, padding removed).
+    The model runs in eval mode (its mode is restored).
     """
     from tqdm.auto import tqdm
 
@@ -116,9 +121,12 @@ def predict(model: nn.Module, loader: Iterable, *, amp: bool = False, progress: 
     if not chunks:
         raise ValueError("predict: the loader yielded no batches")
     scores = torch.cat(chunks).cpu().numpy()
+    index = torch.cat(indices).cpu().numpy()
+    if getattr(loader, "world_size", 1) > 1:
+        distributed.check_loader(loader)
+        return distributed.gather_loader_scores(loader, scores, index)
     if rows is None:
         return scores
-    index = torch.cat(indices).cpu().numpy()
     sorter = np.argsort(rows, kind="stable")
     pos = sorter[np.searchsorted(rows, index, sorter=sorter)]
     if len(index) != len(rows) or not np.array_equal(np.sort(pos), np.arange(len(rows))):
@@ -231,6 +239,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.quiet = bool(quiet)
         self.val_loss_fn = TaskLoss(strategy.task)
+        self._ddp = False  # set by fit(): the training loader is sharded across processes
+        self._main = True  # this process writes files and shows progress (rank 0)
 
     # ------------------------------------------------------------------ set-up
     def _build_optimizer(self) -> torch.optim.Optimizer:
@@ -263,6 +273,10 @@ class Trainer:
     def _check_finite(self, pending: list[tuple[int, torch.Tensor]], epoch: int, n_batches: int) -> None:
         values = torch.stack([v for _, v in pending]).float().cpu()
         bad = ~torch.isfinite(values)
+        # every rank checks at the same batches; they must stop together or the others hang
+        if self._ddp and distributed.any_rank(bool(bad.any())) and not bool(bad.any()):
+            raise FloatingPointError(f"non-finite training loss on another rank at epoch {epoch}, within batch "
+                                     f"{pending[-1][0] + 1} of {n_batches}: training stopped")
         if bool(bad.any()):
             i = int(torch.nonzero(bad)[0, 0])
             kept = f"; the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path else ""
@@ -285,7 +299,8 @@ class Trainer:
         scores, targets = [], []
         pending: list[tuple[int, torch.Tensor]] = []
         check_every = _CUDA_CHECK_EVERY if device.type == "cuda" else 1
-        bar = tqdm(loader, total=n_batches, desc=f"epoch {epoch}/{self.epochs}", disable=self.quiet, leave=False)
+        bar = tqdm(loader, total=n_batches, desc=f"epoch {epoch}/{self.epochs}", disable=self.quiet or not self._main,
+                   leave=False)
         for b, batch in enumerate(bar):
             with autocast_context(device, self.amp):
                 loss, terms, logits = self.strategy.step(forward, batch, return_logits=True)
@@ -308,10 +323,19 @@ class Trainer:
             self._check_finite(pending, epoch, n_batches)
         if seen == 0:
             raise ValueError("the training loader yielded no batch")
-        rec = {"train_loss": (total_sum / seen).item()}
-        rec.update({f"train_{k}": (v / seen).item() for k, v in sums.items()})
         y = torch.cat(targets).cpu().numpy()
         s = torch.cat(scores).cpu().numpy()
+        if self._ddp:
+            # the epoch's numbers are over the global batch: sums and predictions of every rank
+            names = list(sums)
+            total_sum, seen_t, *reduced = distributed.all_reduce_sum(
+                [total_sum, torch.tensor(float(seen), dtype=torch.float64), *(sums[k] for k in names)])
+            seen, sums = int(seen_t.item()), dict(zip(names, reduced))
+            y, s = (np.concatenate(distributed.all_gather_array(a)) for a in (y, s))
+            # per-rank BatchNorm (no SyncBatchNorm on CPU) leaves rank-specific running statistics
+            distributed.sync_buffers(self.model)
+        rec = {"train_loss": (total_sum / seen).item()}
+        rec.update({f"train_{k}": (v / seen).item() for k, v in sums.items()})
         rec["train_macro_auc"] = epoch_macro_auc(self.strategy.task, y, s)
         rec["_seen"] = seen
         return rec
@@ -327,13 +351,18 @@ class Trainer:
         """Train (or resume) up to ``epochs`` epochs; return the history with the best weights loaded."""
         device = self.device or torch.device(getattr(train_loader, "device", "cpu"))
         self.device = device
+        self._ddp = getattr(train_loader, "world_size", 1) > 1
+        if self._ddp:
+            distributed.check_loader(train_loader)
+            distributed.check_loader(val_loader)
+        self._main = not self._ddp or distributed.is_main_process()
         self.model.to(device)
         self.strategy.to(device)
         if device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
             if self.strategy.teacher is not None:
                 self.strategy.teacher.to(memory_format=torch.channels_last)
-        teacher_mode = self.strategy.prepare(train_loader, amp=self.amp, progress=not self.quiet)
+        teacher_mode = self.strategy.prepare(train_loader, amp=self.amp, progress=not self.quiet and self._main)
         opt = self._build_optimizer()
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=self.plateau_patience)
 
@@ -356,7 +385,9 @@ class Trainer:
         if self.compile and not compiled:
             warnings.warn("torch.compile is skipped with attention transfer: the forward hooks that collect the "
                           "feature maps do not fire inside a compiled graph", RuntimeWarning, stacklevel=2)
-        forward = torch.compile(self.model) if compiled else self.model
+        # DDP shares the module's parameters (the optimiser above keeps working) and averages the gradients
+        forward = distributed.wrap_ddp(self.model, device) if self._ddp else self.model
+        forward = torch.compile(forward) if compiled else forward
         epoch = start
         while not stopped and epoch < self.epochs:
             epoch += 1
@@ -380,7 +411,7 @@ class Trainer:
                       "seconds": time.perf_counter() - t0, "train_seconds": train_seconds,
                       "images_per_s": seen / train_seconds if train_seconds > 0 else float("nan")}
             history.append(record)
-            if self.checkpoint_path is not None:
+            if self.checkpoint_path is not None and self._main:
                 atomic_torch_save(
                     {
                         "format": CHECKPOINT_FORMAT,
