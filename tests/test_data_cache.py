@@ -206,3 +206,21 @@ def test_progress_bar_shown(tmp_path, files, capsys):
     cached_image_array(ds, cache_dir=tmp_path / "c", progress=True)
     assert "images folder/all" in capsys.readouterr().err
     assert os.listdir(tmp_path / "c")
+
+
+def test_a_rebuild_removes_old_temporaries_of_a_killed_build(tmp_path, files):
+    ds = FolderDataset(files, image_size=S)
+    cdir = tmp_path / "cache"
+    cdir.mkdir()
+    key = cache_key(ds)
+    old = cdir / f".{key}.u8.abc123.tmp"  # what a SIGKILL during a build leaves behind
+    fresh = cdir / f".{key}.json.def456.tmp"  # another process writing right now
+    other = cdir / ".otherkey.u8.zzz.tmp"
+    for p in (old, fresh, other):
+        p.write_bytes(b"partial")
+    os.utime(old, (0, 0))
+    os.utime(other, (0, 0))
+    arr = cached_image_array(ds, cache_dir=cdir, progress=False)
+    np.testing.assert_array_equal(arr, _reference(files))
+    assert not old.exists()
+    assert fresh.exists() and other.exists()  # recent, or another entry's: left alone

@@ -168,6 +168,7 @@ def cached_image_array(
     if not _valid_entry(data, meta, key, shape):
         # drop the marker first: while rebuilding, nobody may trust the old data file
         meta.unlink(missing_ok=True)
+        _remove_stale_temporaries(folder, key)
         with atomic_path(data) as tmp:
             mm = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
             try:
@@ -191,6 +192,26 @@ def cached_image_array(
             },
         )
     return np.memmap(data, dtype=np.uint8, mode="r", shape=shape)
+
+
+def _remove_stale_temporaries(folder: Path, key: str, min_age_s: float = 60.0) -> list[Path]:
+    """Delete unfinished writes of this entry left by a killed build (``.<key>.u8.*.tmp``...).
+
+    Only files untouched for ``min_age_s`` go: a build of the same entry running right
+    now in another process keeps writing (and touching) its own temporary file.
+    """
+    import time
+
+    removed = []
+    now = time.time()
+    for tmp in folder.glob(f".{key}.*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime >= min_age_s:
+                tmp.unlink()
+                removed.append(tmp)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 # ---------------------------------------------------------------------------- image files
