@@ -18,6 +18,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -188,6 +189,10 @@ def check_kernel() -> None:
         )
 
 
+def _known_parameter_filter(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Passed unknown parameter")
+
+
 def execute_chapter(layout: BookLayout, stem: str, source: Path, parameters: Mapping[str, Any],
                     out_dir: Path, progress: bool = False) -> Path:
     """Execute one Jupytext chapter with papermill into ``out_dir/<stem>.ipynb``.
@@ -202,6 +207,9 @@ def execute_chapter(layout: BookLayout, stem: str, source: Path, parameters: Map
     from papermill.exceptions import PapermillExecutionError
     from traitlets.config import Config
 
+    # our validation already checked every name against the parameters cell; papermill's own
+    # check misreads annotated defaults (`n: int | None = 8`) and would warn for each of them
+    logging.getLogger("papermill").addFilter(_known_parameter_filter)
     out_dir.mkdir(parents=True, exist_ok=True)
     notebook = jupytext.read(source)
     notebook.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)", "language": "python"}
