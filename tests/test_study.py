@@ -121,3 +121,27 @@ def _t_bounds(values):
 
     ci = mean_ci(np.asarray(values))
     return ci["low"], ci["high"]
+
+
+def test_every_chapter_declares_the_study_defaults():
+    """The study's knobs are repeated in each chapter's parameters cell (papermill needs them there):
+    their defaults must stay those of :class:`Study`, so a chapter run by hand agrees with the others."""
+    import dataclasses
+
+    from kdmed.profiles import Nullable, chapter_parameters
+    from kdmed.utils import repo_root
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Study)}
+    chapters = sorted((repo_root() / "book").glob("0*.py"))
+    assert len(chapters) == 6
+    for path in chapters:
+        declared = chapter_parameters(path)
+        study_knobs = {k: v for k, v in declared.items() if k in defaults}
+        assert "setting" in study_knobs, f"{path.name} does not declare the study's parameters"
+        for name, value in study_knobs.items():
+            value = value.value if isinstance(value, Nullable) else value
+            expected = defaults[name]
+            expected = list(expected) if isinstance(expected, tuple) else expected
+            assert value == expected, f"{path.name}: {name} = {value!r}, but Study says {expected!r}"
+        missing = {"setting", "image_size", "seeds", "target_n", "epochs", "temperature", "alpha"} - set(study_knobs)
+        assert not missing, f"{path.name} lacks {missing}"

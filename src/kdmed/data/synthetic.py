@@ -44,23 +44,10 @@ import numpy as np
 import pandas as pd
 
 from kdmed.data.base import ImageDataset
+from kdmed.data.chexpert import CLASSES
 
-CHEXPERT_CLASSES: tuple[str, ...] = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
+#: the 14 CheXpert observations, in the order of the official CSV
+CHEXPERT_CLASSES: tuple[str, ...] = tuple(CLASSES)
 #: the classes drawn as a visual sign ("No Finding" is the absence of all pathology signs)
 FINDINGS: tuple[str, ...] = CHEXPERT_CLASSES[1:]
 FUNDUS_CLASSES: tuple[str, ...] = tuple(f"grade {g}" for g in range(5))
