@@ -214,14 +214,16 @@ for name, df in long.groupby("dataset", sort=False):
 # Data of this profile: **{glue:text}`box_data`**. For the synthetic setting, chest-like
 # images are rendered from label vectors drawn from the real CheXpert rows, each finding
 # drawn as its own visual sign with a random strength (so some positives are faint).
-# Three synthetic "institutions" differ in label mix and acquisition style: **A** plays
-# NIH (the source of the transfer-learning initialisation), **B** plays MIMIC-CXR (the
-# teacher's source) and **C** plays CheXpert (the small target). Fundus-like images with
-# five retinopathy grades are the distant domain of the cross-domain chapter.
+# Three synthetic "institutions" differ in label mix and acquisition style: **C** plays
+# CheXpert (the small target subsets, and the large pool the in-domain teacher learns
+# from), **A** plays NIH (the source of the transfer-learning initialisation) and **B**
+# plays MIMIC-CXR (another institution's teacher, in the cross-domain chapter).
+# Fundus-like images with five retinopathy grades are the distant domain.
 
 # %%
 roles = {"target": study.target_data(), "teacher source": study.source_data("teacher", study.teacher_n),
-         "transfer-init source": study.source_data("pretrain", study.pretrain_n)}
+         "transfer-init source": study.source_data("pretrain", study.pretrain_n),
+         "other institution": study.source_data("other-chest", study.teacher_n)}
 split_rows, prev_rows, opened = [], [], {}
 for role, spec in roles.items():
     splits = {s: open_split(spec, s) for s in ("train", "val", "test")}

@@ -21,12 +21,15 @@
 # seeds {glue:text}`box_seeds` · epochs {glue:text}`box_epochs` · {glue:text}`box_KD`.
 # ```
 #
-# The teacher is a CNN trained on a **large source split of another institution** (the
-# authors' code used MIMIC-CXR), then frozen. The transfer-learning arm of the next
-# chapter starts instead from the student's own architecture trained on a **third
-# source** (NIH in the authors' code). This page trains both (or loads them from the
-# results cache, keyed by their full configuration), and a student trained from scratch
-# on the small target subset for reference.
+# The teacher is a CNN "carefully pre-trained" on a **large training pool of the target's
+# own domain** — the abstract's setting, where the students learn from a small sample
+# (CheXpert n = 5k, ChestX-ray8 n = 5.6k) — and then frozen. Teachers from other domains
+# (another chest institution, fundus photographs) are the cross-domain chapter's. The
+# transfer-learning arm of the next chapter starts instead from the student's own
+# architecture trained on **another chest source** (NIH in the authors' related code).
+# This page trains both (or loads them from the results cache, keyed by their full
+# configuration), and a student trained from scratch on the small target subset for
+# reference.
 
 # %% tags=["parameters"]
 # the study's knobs (see kdmed.study.Study); every profile sets them under `common:`
@@ -91,14 +94,14 @@ glue("teacher_best_epoch", int(row["best_epoch"]), display=False)
 glue("teacher_seconds", float(row["train_seconds"]), display=False)
 hist = histories(study.store(), runs, labels)
 fig = plots.history_curves(hist, ["train_loss", "val_loss", "val_macro_auc"], hue="model",
-                           title="training history (validation on each model's own source)")
+                           title="training history (validation split of each model's own source)")
 plt.show()
 
 # %% [markdown]
 # ## How good is the teacher on the target?
 #
-# What matters for distillation is how well the teacher does on the **target's** test
-# images (another institution than the one it learned from). On the target test set the
+# What matters for distillation is how much better the teacher is than the student's
+# starting point, on the **target's** test images. On the target test set the
 # teacher reaches a macro-AUC of {glue:text}`teacher_target_auc:.3f`
 # (95 % CI {glue:text}`teacher_target_low:.3f`–{glue:text}`teacher_target_high:.3f`,
 # patient bootstrap), against {glue:text}`scratch_target_auc:.3f` for the student trained

@@ -27,7 +27,8 @@ def test_methods_wire_strategy_init_and_teacher():
         assert cfg.data.option_dict == {"institution": "C"}
     kd = s.student("transfer+kd", 250, 0)
     assert kd.init.data.option_dict == {"institution": "A"} and kd.init.arch == s.student_arch
-    assert kd.teacher.data.option_dict == {"institution": "B"} and kd.teacher.arch == s.teacher_arch
+    assert kd.teacher.data.option_dict == {"institution": "C"} and kd.teacher.arch == s.teacher_arch
+    assert s.teacher(role="other-chest").data.option_dict == {"institution": "B"}
 
 
 def test_the_teacher_chapter_and_the_students_name_the_same_cached_run():
@@ -53,7 +54,10 @@ def test_cross_domain_grid_uses_attention_only_for_another_label_space():
     for c, lab in fundus:
         source = c.teacher if lab["method"] == "at" else c.init
         assert source.data.dataset == "synthetic-fundus"
-    assert len(configs) == 1 + 4 + 4 + 2
+    assert len(configs) == 1 + 4 + 4 + 4 + 2
+    # real data: the other dataset has another label space, so it teaches by attention only
+    real = Study(setting="chexpert")
+    assert real.same_label_space("teacher") and not real.same_label_space("other-chest")
 
 
 def test_regularization_runs_do_not_stop_early():

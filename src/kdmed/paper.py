@@ -47,7 +47,9 @@ CHOICES: tuple[tuple[str, str], ...] = (
     ("temperature T, weight alpha", "profile parameters (T = 4, alpha = 0.5 by default) and a small T x alpha grid "
                                     "in the regularization chapter"),
     ("student architecture", "profile parameter: a small CNN / small DenseNet on CPU, DenseNet-121 on GPU"),
-    ("teacher", "trained by us on a large source split of another institution (MIMIC-CXR in the authors' code)"),
+    ("teacher", "trained by us on a large training pool of the target's own domain (the abstract's setting: a "
+                "pre-trained teacher, a small target sample); teachers of other institutions and of the fundus "
+                "domain in the cross-domain chapter (the authors' related code used a MIMIC-CXR teacher)"),
     ("transfer-learning initialisation", "a network trained on a third institution (NIH in the authors' code), "
                                          "fine-tuned end to end, optionally frozen through a named block"),
     ("subset sampling", "whole patients, stratified by rarest positive label, nested across sizes"),

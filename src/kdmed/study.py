@@ -7,17 +7,23 @@ run of a chapter. Runs are keyed by their full configuration, so a teacher
 trained in the teacher chapter is the very same cached run the distillation
 chapter uses.
 
-Settings (``Study.setting``) decide the data roles, mirroring the authors' code
-(an NIH-pretrained initialisation for transfer learning, a MIMIC-CXR teacher,
-a CheXpert target):
+Settings (``Study.setting``) decide the data roles. The teacher is "carefully
+pre-trained" on a large training pool of the target's own domain and the student
+learns from a small sample of it (the abstract's setting: CheXpert n = 5k,
+ChestX-ray8 n = 5.6k); teachers from other domains are the cross-domain chapter's.
+The transfer-learning initialisation comes from another chest source, as the
+authors' related code started from an NIH-pretrained network:
 
-================  ==========================  ======================  ========================
-setting           small target (student)      teacher source          transfer-learning init
-================  ==========================  ======================  ========================
-``synthetic``     synthetic chest inst. C     synthetic chest inst. B synthetic chest inst. A
-``chexpert``      CheXpert, n = 5,000 subset  CheXpert full train     NIH ChestX-ray14 (head reinit)
-``chestxray8``    NIH ChestX-ray8, n = 5,606  NIH full train_val      CheXpert (head reinit)
-================  ==========================  ======================  ========================
+================  ==========================  =========================  ===========================
+setting           small target (student)      in-domain teacher          transfer-learning init
+================  ==========================  =========================  ===========================
+``synthetic``     synthetic chest inst. C     inst. C, large pool        inst. A (NIH-like)
+``chexpert``      CheXpert, n = 5,000 subset  CheXpert full train        NIH ChestX-ray14 (head reinit)
+``chestxray8``    NIH ChestX-ray8, n = 5,606  NIH full train_val         CheXpert (head reinit)
+================  ==========================  =========================  ===========================
+
+Other-domain teachers (cross-domain chapter): synthetic institution B (MIMIC-like) or
+the other real chest dataset, the fundus (DR) domain, and ImageNet where weights exist.
 
 Methods (what the book compares), each a strategy plus an initialisation:
 
@@ -45,6 +51,7 @@ from kdmed.runner import DataSpec, ResultStore, RunConfig, TrainSpec, run_grid
 from kdmed.utils import repo_root
 
 SETTINGS = ("synthetic", "chexpert", "chestxray8")
+ROLES = ("teacher", "other-chest", "pretrain", "fundus")
 METHODS: dict[str, tuple[str, bool, bool]] = {
     # method -> (strategy, pre-trained init, teacher)
     "scratch": ("scratch", False, False),
@@ -132,22 +139,34 @@ class Study:
         return DataSpec(dataset="nih", root=self._require("nih_root"), options={"labels": "chestxray8"}, **common)
 
     def source_data(self, role: str, train_n: int | None = None) -> DataSpec:
-        """A large source split: ``role`` "teacher", "pretrain", "other-chest" or "fundus"."""
+        """A large source split for ``role``:
+
+        * "teacher": the target institution's own large training pool (the in-domain teacher);
+        * "other-chest": another chest institution (synthetic B, MIMIC-like; real: the other dataset);
+        * "pretrain": the transfer-learning source (synthetic A, NIH-like; real: the other dataset);
+        * "fundus": the diabetic-retinopathy domain.
+        """
         common = dict(image_size=self.image_size, val_n=self.val_n, test_n=self.test_n)
         if role == "fundus":
             if self.setting == "synthetic":
                 return DataSpec(dataset="synthetic-fundus", options={"task": "grade"}, train_n=train_n, **common)
             return DataSpec(dataset=self.dr_dataset, root=self._require("dr_root"), options={"task": "grade"},
                             train_n=train_n, **common)
-        if role not in ("teacher", "pretrain", "other-chest"):
-            raise ValueError(f"unknown data role {role!r}; expected teacher, pretrain, other-chest or fundus")
+        if role not in ROLES:
+            raise ValueError(f"unknown data role {role!r}; expected one of {', '.join(ROLES)}")
         if self.setting == "synthetic":
-            inst = {"teacher": "B", "pretrain": "A", "other-chest": "A"}[role]
+            inst = {"teacher": "C", "other-chest": "B", "pretrain": "A"}[role]
             return DataSpec(dataset="synthetic-chest", options={"institution": inst}, train_n=train_n, **common)
         same = {"chexpert": ("chexpert", "chexpert_root", {}), "chestxray8": ("nih", "nih_root", {"labels": "chestxray8"})}
         other = {"chexpert": ("nih", "nih_root", {}), "chestxray8": ("chexpert", "chexpert_root", {})}
         dataset, root, options = (same if role == "teacher" else other)[self.setting]
         return DataSpec(dataset=dataset, root=self._require(root), options=options, train_n=train_n, **common)
+
+    def same_label_space(self, role: str) -> bool:
+        """Whether a network trained for ``role`` predicts the target's classes (soft targets need it)."""
+        if self.setting == "synthetic":
+            return role != "fundus"
+        return role == "teacher"
 
     # ------------------------------------------------------------------ runs
     def train_spec(self, epochs: int | None = None, patience: int | None = None) -> TrainSpec:
@@ -273,11 +292,12 @@ def open_split(spec: DataSpec, split: str):
     return open_dataset(spec.dataset, root=spec.root, split=split, image_size=spec.image_size, **spec.option_dict)
 
 
-#: teacher domains of the cross-domain chapter: label -> (data role, same label space as the target)
-CROSS_DOMAINS: dict[str, tuple[str, bool]] = {
-    "chest (teacher's institution)": ("teacher", True),
-    "chest (NIH-like institution)": ("other-chest", True),
-    "fundus (DR grades)": ("fundus", False),
+#: teacher domains of the cross-domain chapter: label -> data role (see :meth:`Study.source_data`)
+CROSS_DOMAINS: dict[str, str] = {
+    "chest, same institution (in-domain)": "teacher",
+    "chest, MIMIC-like institution": "other-chest",
+    "chest, NIH-like institution": "pretrain",
+    "fundus (DR grades)": "fundus",
 }
 
 
@@ -291,10 +311,10 @@ def cross_domain_grid(study: Study, methods: Sequence[str]) -> tuple[list[RunCon
     for seed in study.seeds:
         configs.append(study.student("scratch", study.target_n, seed))
         labels.append({"domain": "none", "method": "scratch"})
-        for domain, (role, same_labels) in CROSS_DOMAINS.items():
+        for domain, role in CROSS_DOMAINS.items():
             teacher, init = study.teacher(role=role), study.pretrained_init(role)
             for method in methods:
-                if method in ("kd", "kd+at", "transfer+kd") and not same_labels:
+                if method in ("kd", "kd+at", "transfer+kd") and not study.same_label_space(role):
                     continue
                 configs.append(study.student(method, study.target_n, seed, teacher=teacher, init=init))
                 labels.append({"domain": domain, "method": method})
