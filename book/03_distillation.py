@@ -77,12 +77,14 @@ n_boot = 1000
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from IPython.display import display
 from myst_nb import glue
 
 from kdmed import plots
 from kdmed.analysis import mean_table, paired_gains, pooled_gain, predict_run, verdict
 from kdmed.metrics import macro_auc
+from kdmed.runner import load_result
 from kdmed.study import grid, open_chapter
 
 study = open_chapter(globals())
@@ -122,8 +124,6 @@ glue("best_auc", float(at_n.loc[best, "mean"]), display=False)
 
 # %%
 store = study.store()
-from kdmed.runner import load_result
-
 per_class_rows = []
 for cfg, lab in zip(configs, labels):
     if cfg.data.train_n == study.target_n:
@@ -173,8 +173,6 @@ display(pairs_all[pairs_all["train_n"] == study.target_n][["comparison", "seed",
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 4))
-import seaborn as sns
-
 sns.lineplot(data=pairs_all, x="train_n", y="diff", hue="comparison", marker="o", errorbar=("ci", 95), ax=ax)
 ax.axhline(0, color="black", lw=0.8)
 ax.set_xscale("log")

@@ -64,6 +64,7 @@ grid_seeds = [0]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from IPython.display import display
 from myst_nb import glue
 
@@ -112,8 +113,6 @@ for method, name in (("scratch", "scratch"), ("kd", "kd")):
     glue(f"gap_{name}", float(conv.loc[method, "auc_gap"]) if has else float("nan"), display=False)
     glue(f"best_epoch_{name}", float(conv.loc[method, "best_epoch"]) if has else float("nan"), display=False)
 gap_long = conv.reset_index()[["method", "auc_gap", "loss_gap"]].melt(id_vars="method", var_name="gap", value_name="value")
-import seaborn as sns
-
 fig, ax = plt.subplots(figsize=(6.5, 3.6))
 sns.barplot(data=gap_long, x="method", y="value", hue="gap", ax=ax)
 ax.axhline(0, color="black", lw=0.8)
