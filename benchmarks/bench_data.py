@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdmed.data.cache import FolderDataset, cached_image_array, fill_image_array
+from kdmed.data.cache import cached_image_array, fill_image_array
+from kdmed.data.folder import FolderDataset
 from kdmed.data.subsets import subsample
 from kdmed.data.synthetic import SyntheticChest, SyntheticFundus
 from kdmed.utils import atomic_path

@@ -9,12 +9,12 @@ from PIL import Image
 
 from kdmed.data.cache import (
     CacheBuildError,
-    FolderDataset,
     cache_key,
     cached_image_array,
-    decode_image,
     default_cache_dir,
 )
+from kdmed.data.folder import FolderDataset
+from kdmed.data.images import load_image
 from kdmed.data.synthetic import SyntheticChest
 from kdmed.utils import repo_root
 
@@ -161,7 +161,7 @@ def test_rgb_and_workers_agree(tmp_path):
     assert a.shape == (5, 3, S, S)
     np.testing.assert_array_equal(a, _reference(paths, channels=3))
     np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(decode_image(paths[2], S, 3), _reference(paths, 3)[2])
+    np.testing.assert_array_equal(load_image("t", paths[2], "RGB", S, fit="stretch"), _reference(paths, 3)[2])
     with pytest.raises(ValueError, match="workers must be >= 1"):
         cached_image_array(ds, cache_dir=tmp_path / "c3", progress=False, workers=0)
 

@@ -1,4 +1,4 @@
-"""Image decoding/resizing and the table/path checks shared by the real loaders."""
+"""Image decoding/resizing (kdmed.data.images) and the table/path checks shared by the real loaders (kdmed.data._io)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from fixtures_data import garble_file, truncate_file
 from PIL import Image
 
 from kdmed.data import _io
+from kdmed.data.images import load_image
 
 
 def _reference(path, mode, size):
@@ -30,7 +31,7 @@ def test_load_image_matches_torchvision_resize_then_center_crop(tmp_path, wh, mo
     path = tmp_path / "img.png"
     Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(path)
     for size in (8, 24, 50):
-        got = _io.load_image("t", path, mode, size)
+        got = load_image("t", path, mode, size)
         assert got.dtype == np.uint8 and got.shape == (1 if mode == "L" else 3, size, size)
         assert got.flags.writeable
         np.testing.assert_array_equal(got, _reference(path, mode, size))
@@ -40,21 +41,36 @@ def test_load_image_converts_colour_and_alpha_to_grey_and_back(tmp_path):
     rng = np.random.default_rng(2)
     rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
     Image.fromarray(rgb).convert("RGBA").save(tmp_path / "a.png")
-    grey = _io.load_image("t", tmp_path / "a.png", "L", 20)
+    grey = load_image("t", tmp_path / "a.png", "L", 20)
     # ITU-R 601-2 luma, as PIL defines "L" conversion
     r, g, b = (rgb[..., k].astype(np.int64) for k in range(3))
     luma = (r * 299 + g * 587 + b * 114 + 500) // 1000
     np.testing.assert_allclose(grey[0], luma[:, 5:25], atol=1)
     Image.fromarray(rgb[..., 0]).save(tmp_path / "g.png")
-    col = _io.load_image("t", tmp_path / "g.png", "RGB", 20)
+    col = load_image("t", tmp_path / "g.png", "RGB", 20)
     assert col.shape == (3, 20, 20) and (col[0] == col[1]).all() and (col[1] == col[2]).all()
 
 
 def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
     arr = np.array([[0, 257 * 100], [65535, 257 * 7]], dtype=np.uint16)
     Image.fromarray(arr).save(tmp_path / "x16.png")
-    got = _io.load_image("t", tmp_path / "x16.png", "L", 2)
+    got = load_image("t", tmp_path / "x16.png", "L", 2)
     np.testing.assert_array_equal(got[0], [[0, 100], [255, 7]])
+    # the same conversion when stretching (FolderDataset's fit)
+    np.testing.assert_array_equal(load_image("t", tmp_path / "x16.png", "L", 2, fit="stretch")[0], [[0, 100], [255, 7]])
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_stretch_resizes_both_sides_like_plain_pil(tmp_path, mode):
+    rng = np.random.default_rng(1)
+    shape = (30, 40) if mode == "L" else (30, 40, 3)
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(tmp_path / "s.png")
+    with Image.open(tmp_path / "s.png") as im:
+        ref = np.asarray(im.convert(mode).resize((24, 24), Image.Resampling.BILINEAR))
+    ref = ref[None] if ref.ndim == 2 else ref.transpose(2, 0, 1)
+    np.testing.assert_array_equal(load_image("t", tmp_path / "s.png", mode, 24, fit="stretch"), ref)
+    with pytest.raises(ValueError, match=r"t: fit='squash' is not allowed"):
+        load_image("t", tmp_path / "s.png", mode, 24, fit="squash")
 
 
 def test_truncated_garbled_and_absent_images_name_the_file(tmp_path):
@@ -64,9 +80,9 @@ def test_truncated_garbled_and_absent_images_name_the_file(tmp_path):
         Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(path, quality=95)
         damage(path)
         with pytest.raises(_io.DataError, match=rf"cannot decode image .*{name}"):
-            _io.load_image("ds", path, "L", 16)
+            load_image("ds", path, "L", 16)
     with pytest.raises(_io.MissingDataError, match=r"ds: image .*nothere\.png does not exist"):
-        _io.load_image("ds", tmp_path / "nothere.png", "L", 16)
+        load_image("ds", tmp_path / "nothere.png", "L", 16)
     assert issubclass(_io.MissingDataError, FileNotFoundError) and issubclass(_io.DataError, ValueError)
 
 

@@ -1,7 +1,24 @@
-"""Datasets: real loaders for the official on-disk formats and a synthetic offline default.
+"""Datasets: the registry of dataset names and the one entry point, :func:`open_dataset`.
 
-``open_dataset(name, root=None, split="train", image_size=224, **options)`` is the
-one entry point; every dataset follows :class:`kdmed.data.base.ImageDataset`.
+``open_dataset(name, root=None, split="train", image_size=224, **options)`` opens any
+dataset: real loaders for the official on-disk formats (``chexpert``, ``nih``,
+``eyepacs``, ``aptos``, ``medmnist-*``) and the synthetic offline default
+(``synthetic-*``); every dataset follows :class:`kdmed.data.base.ImageDataset`.
+Dataset modules are imported on first use.
+
+The package's modules, one job each:
+
+* :mod:`~kdmed.data.base`: the dataset contract; :mod:`~kdmed.data.cache`: the image cache;
+* :mod:`~kdmed.data._io`: checks shared by the real loaders (and :data:`SPLITS`);
+  :mod:`~kdmed.data.images`: the image decoder;
+* :mod:`~kdmed.data.table`: the shared base of the file-table loaders
+  :mod:`~kdmed.data.chexpert`, :mod:`~kdmed.data.nih` and :mod:`~kdmed.data.retina`;
+  :mod:`~kdmed.data.grades`: the diabetic-retinopathy label spaces;
+  :mod:`~kdmed.data.medmnist`: the MedMNIST ``.npz`` files;
+* :mod:`~kdmed.data.synthetic`: the rendered datasets; :mod:`~kdmed.data.real_tables`:
+  the label tables shipped with torchxrayvision;
+* :mod:`~kdmed.data.subsets`: patient-level splits and subsets;
+  :mod:`~kdmed.data.folder`: a plain list of image files (cache tests and benchmark).
 """
 
 from __future__ import annotations
@@ -10,6 +27,7 @@ import importlib
 import inspect
 from typing import Any
 
+from kdmed.data._io import SPLITS
 from kdmed.data.base import ImageDataset
 
 # name -> "module:class"; modules are imported on first use
@@ -20,11 +38,9 @@ DATASETS: dict[str, str] = {
     "aptos": "kdmed.data.retina:APTOS",
     "medmnist-chest": "kdmed.data.medmnist:ChestMNIST",
     "medmnist-retina": "kdmed.data.medmnist:RetinaMNIST",
-    "synthetic-chest": "kdmed.data.synthetic:SyntheticChest",
-    "synthetic-fundus": "kdmed.data.synthetic:SyntheticFundus",
+    "synthetic-chest": "kdmed.data.synthetic.chest:SyntheticChest",
+    "synthetic-fundus": "kdmed.data.synthetic.fundus:SyntheticFundus",
 }
-
-SPLITS = ("train", "val", "test")
 
 
 def dataset_class(name: str) -> type[ImageDataset]:

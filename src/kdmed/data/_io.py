@@ -1,8 +1,11 @@
-"""Shared helpers for the real dataset loaders: errors, table checks, safe paths, image decoding.
+"""The checks the real loaders share: errors, option checks, table checks, safe paths, file identities.
 
 Every check names the culprit (file, column, row, parameter) and what was expected, so a
 broken download is diagnosed from the message alone. Row references use the CSV's data
 row (1-based) and its line number in the file (the header is line 1).
+
+This module also owns :data:`SPLITS`, the split names every dataset accepts. Image
+decoding lives in :mod:`kdmed.data.images`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+#: the split names every dataset accepts (``open_dataset`` checks them)
 SPLITS = ("train", "val", "test")
 MISSING_POLICIES = ("raise", "skip")
 #: how many missing/offending items an error message lists before summarising
@@ -240,60 +244,3 @@ def paths_digest(paths: Sequence[str]) -> str:
     for p in paths:
         h.update(str(p).encode("utf-8", "surrogateescape") + b"\0")
     return f"{len(paths)}:{h.hexdigest()[:16]}"
-
-
-# ---------------------------------------------------------------------------- images
-def _to_mode(img, mode: str):
-    from PIL import Image
-
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # PIL's own I;16 -> L conversion clips at 255; scale the 16-bit range instead
-        arr = np.asarray(img, dtype=np.float64)
-        img = Image.fromarray(np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8), mode="L")
-    return img if img.mode == mode else img.convert(mode)
-
-
-def resize_center_crop(img, size: int):
-    """Resize the shorter side to ``size`` (bilinear, antialiased) and crop the centre ``size`` x ``size``.
-
-    Output sizes and crop offsets follow torchvision's ``Resize(size)`` + ``CenterCrop(size)``.
-    """
-    from PIL import Image
-
-    w, h = img.size
-    if (w, h) != (size, size):
-        short, long = (w, h) if w <= h else (h, w)
-        new_long = int(size * long / short)
-        new_w, new_h = (size, new_long) if w <= h else (new_long, size)
-        if (new_w, new_h) != (w, h):
-            img = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
-        left = int(round((new_w - size) / 2.0))
-        top = int(round((new_h - size) / 2.0))
-        img = img.crop((left, top, left + size, top + size))
-    return img
-
-
-def to_chw(img) -> np.ndarray:
-    """PIL image ("L" or "RGB") -> uint8 ``[channels, H, W]``."""
-    arr = np.asarray(img, dtype=np.uint8)
-    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    return np.array(arr, order="C", copy=True)  # PIL's buffer is read-only
-
-
-def load_image(dataset: str, path: str | os.PathLike, mode: str, size: int) -> np.ndarray:
-    """Decode ``path`` with PIL, convert to ``mode`` ("L"/"RGB"), resize + centre-crop to ``size``.
-
-    Returns uint8 ``[1 or 3, size, size]``. A missing file raises :class:`MissingDataError`, an
-    unreadable, corrupt or truncated one :class:`DataError`, both naming the file.
-    """
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            img = _to_mode(im, mode)
-    except FileNotFoundError as err:
-        raise MissingDataError(f"{dataset}: image {path} does not exist") from err
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"{dataset}: cannot decode image {path} (corrupt, truncated or not an image): {err}") from err
-    return to_chw(resize_center_crop(img, size))

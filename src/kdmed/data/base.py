@@ -122,6 +122,7 @@ class ImageDataset(abc.ABC):
 
     def image_array(self, cache_dir: str | Path | None = None, progress: bool = True) -> np.ndarray:
         """All images as uint8 ``[N, channels, H, W]``, from (or into) the image cache."""
+        # the one edge between the contract and the cache: the cache imports no dataset module
         from kdmed.data.cache import cached_image_array
 
         return cached_image_array(self, cache_dir=cache_dir, progress=progress)

@@ -15,6 +15,10 @@ into place, so an interrupted or failed build leaves nothing behind.
 
 Datasets that are cheaper to regenerate than to read back (the synthetic ones set
 ``cache_by_default = False``) are produced in memory unless a ``cache_dir`` is given.
+
+The cache knows datasets only through the :class:`~kdmed.data.base.ImageDataset`
+contract (``cache_identity``, ``source_rows``, ``_load_uint8``...), so it imports no
+dataset module: :meth:`ImageDataset.image_array` is its front door.
 """
 
 from __future__ import annotations
@@ -24,14 +28,15 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
-from kdmed.data.base import ImageDataset
 from kdmed.utils import atomic_path, atomic_write_json, config_hash, repo_root
+
+if TYPE_CHECKING:  # the cache reads datasets through their contract; it imports none at run time
+    from kdmed.data.base import ImageDataset
 
 #: bump when the on-disk layout changes (part of the key)
 CACHE_FORMAT = 1
@@ -213,61 +218,3 @@ def _remove_stale_temporaries(folder: Path, key: str, min_age_s: float = 60.0) -
             pass
     return removed
 
-
-# ---------------------------------------------------------------------------- image files
-def decode_image(path: str | os.PathLike, image_size: int, channels: int = 1) -> np.ndarray:
-    """Decode an image file and resize it (bilinear) to uint8 ``[channels, S, S]``."""
-    from PIL import Image
-
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    with Image.open(path) as im:
-        im = im.convert("L" if channels == 1 else "RGB")
-        im = im.resize((int(image_size), int(image_size)), Image.Resampling.BILINEAR)
-        arr = np.asarray(im, dtype=np.uint8)
-    return arr[None] if channels == 1 else np.ascontiguousarray(arr.transpose(2, 0, 1))
-
-
-class FolderDataset(ImageDataset):
-    """Image files listed explicitly (no labels): a minimal file-backed dataset for the cache.
-
-    Each file is its own patient; images are resized without cropping. Used by the
-    cache tests and benchmark; real loaders have their own classes.
-    """
-
-    name = "folder"
-
-    def __init__(
-        self,
-        paths: Sequence[str | os.PathLike],
-        image_size: int = 224,
-        *,
-        channels: int = 1,
-        labels: np.ndarray | None = None,
-        classes: Sequence[str] = (),
-    ) -> None:
-        paths = [Path(p) for p in paths]
-        if channels not in (1, 3):
-            raise ValueError(f"{self.name}: channels must be 1 or 3, got {channels!r}")
-        self.channels = channels
-        labels = np.zeros((len(paths), len(classes)), np.float32) if labels is None else labels
-        self.paths = paths
-        super().__init__(
-            classes=classes,
-            labels=labels,
-            patient_ids=np.array([p.stem for p in paths], dtype=object),
-            table=pd.DataFrame({"path": [str(p) for p in paths]}),
-            task="multilabel",
-            image_size=image_size,
-            split="all",
-        )
-
-    def _load_uint8(self, source_row: int) -> np.ndarray:
-        return decode_image(self.paths[source_row], self.image_size, self.channels)
-
-    def cache_identity(self) -> dict[str, Any]:
-        files = []
-        for p in self.paths:
-            st = p.stat() if p.exists() else None
-            files.append([str(p.resolve()), st.st_size if st else None, st.st_mtime_ns if st else None])
-        return {"name": self.name, "image_size": self.image_size, "channels": self.channels, "files": config_hash(files)}

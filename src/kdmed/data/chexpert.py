@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from kdmed.data import _io
-from kdmed.data.base import ImageDataset
 from kdmed.data.subsets import split_by_patient
+from kdmed.data.table import TableDataset
 
 #: the 14 observations, in the order of the official CSV
 CLASSES = [
@@ -36,7 +36,7 @@ VIEWS = ("frontal", "lateral")
 _UNCERTAIN_VALUE = {"zeros": 0.0, "ones": 1.0, "ignore": np.nan}
 
 
-class CheXpert(ImageDataset):
+class CheXpert(TableDataset):
     """CheXpert v1.0 chest radiographs with the 14 observations (multi-label, grey).
 
     ``root`` holds ``CheXpert-v1.0-small/`` or ``CheXpert-v1.0/`` (the small copy is used
@@ -64,6 +64,7 @@ class CheXpert(ImageDataset):
 
     name = "chexpert"
     channels = 1
+    identity_options = ("views", "val_fraction", "split_seed")
 
     def __init__(
         self,
@@ -81,12 +82,12 @@ class CheXpert(ImageDataset):
         progress: bool = True,
     ) -> None:
         n = self.name
-        _io.check_choice(n, "split", split, _io.SPLITS)
+        self._check_split(split)
         _io.check_choice(n, "uncertain", uncertain, UNCERTAIN_POLICIES)
         overrides = self._check_overrides(uncertain_overrides)
         views = self._check_views(views)
         val_fraction = _io.check_fraction(n, "val_fraction", val_fraction)
-        _io.check_choice(n, "missing", missing, _io.MISSING_POLICIES)
+        self._check_missing(missing)
 
         self.root, folder = self._find_root(root)
         self.csv_path = self.root / folder / ("valid.csv" if split == "test" else "train.csv")
@@ -125,12 +126,9 @@ class CheXpert(ImageDataset):
 
         prefix = os.path.join(str(self.root), "")  # rel paths are checked relative, so plain concatenation is safe
         paths = [prefix + rel_all[i] for i in rows]
-        self.skipped = 0
-        if check_files:
-            absent = _io.missing_mask(paths, progress, desc=f"{n}: checking images")
-            self.skipped = _io.apply_missing_policy(n, absent, paths, missing, str(self.csv_path))
-            rows, paths = rows[~absent], [p for p, a in zip(paths, absent) if not a]
-            _io.check_nonempty(n, len(rows), f"split {split!r} after skipping {self.skipped} missing images")
+        rows, paths = self._keep_present(
+            rows, paths, split=split, missing=missing, check_files=check_files, progress=progress
+        )
 
         labels = values[rows]
         for j, cls in enumerate(CLASSES):
@@ -139,18 +137,18 @@ class CheXpert(ImageDataset):
         blank = np.isnan(values[rows])
         labels[blank] = 0.0
 
-        self.options = {
+        options = {
             "uncertain": uncertain,
             "uncertain_overrides": dict(sorted(overrides.items())),
             "views": views,
             "val_fraction": val_fraction,
             "split_seed": int(split_seed),
-            "missing": missing,
-            "check_files": bool(check_files),
         }
-        self._paths = np.asarray(paths, dtype=object)
-        self._digest: str | None = None
-        super().__init__(
+        self._open(
+            files=paths,
+            options=options,
+            missing=missing,
+            check_files=check_files,
             classes=CLASSES,
             labels=labels,
             patient_ids=patients.to_numpy()[rows].astype(str),
@@ -194,20 +192,3 @@ class CheXpert(ImageDataset):
         for v in views:
             _io.check_choice(self.name, "views", v, VIEWS)
         return tuple(v for v in VIEWS if v in views)
-
-    # ------------------------------------------------------------------ contract
-    def _load_uint8(self, source_row: int) -> np.ndarray:
-        return _io.load_image(self.name, self._paths[source_row], "L", self.image_size)
-
-    def cache_identity(self) -> dict[str, Any]:
-        """Root, table, split and the options that choose rows (label policies do not change pixels)."""
-        if self._digest is None:
-            self._digest = _io.paths_digest(self._paths)
-        opts = {k: self.options[k] for k in ("views", "val_fraction", "split_seed")}
-        return {
-            **super().cache_identity(),
-            "root": str(self.root.resolve()),
-            "table": _io.file_identity(self.csv_path),
-            "images": self._digest,
-            **opts,
-        }

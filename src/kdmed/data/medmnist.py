@@ -12,6 +12,8 @@ import numpy as np
 
 from kdmed.data import _io
 from kdmed.data.base import ImageDataset
+from kdmed.data.grades import grade_labels
+from kdmed.data.images import resize_center_crop, to_chw
 from kdmed.data.nih import CHESTXRAY14
 
 #: the image sizes MedMNIST v2/v3 publish
@@ -157,7 +159,7 @@ class _MedMNIST(ImageDataset):
         from PIL import Image
 
         img = Image.fromarray(np.ascontiguousarray(self._images.get()[source_row]))
-        return _io.to_chw(_io.resize_center_crop(img, self.image_size))
+        return to_chw(resize_center_crop(img, self.image_size))
 
     def cache_identity(self) -> dict[str, Any]:
         """The file (path, size, mtime), split, output size and MedMNIST size."""
@@ -210,5 +212,4 @@ class RetinaMNIST(_MedMNIST):
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
             raise self._bad_label(key, r, raw[r, 0].item(), "a grade 0..4")
-        classes = [f"grade {g}" for g in range(5)]
-        return np.eye(5, dtype=np.float32)[raw[:, 0].astype(np.int64)], classes, "multiclass"
+        return grade_labels(raw[:, 0].astype(np.int64), "grade")

@@ -6,14 +6,14 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from kdmed.data import _io
-from kdmed.data.base import ImageDataset
 from kdmed.data.subsets import split_by_patient
+from kdmed.data.table import TableDataset
 
 #: the 14 findings as spelled in ``Finding Labels`` (the ChestX-ray14 paper's order)
 CHESTXRAY14 = [
@@ -94,7 +94,7 @@ class ImageIndex:
         return found
 
 
-class NIHChestXray(ImageDataset):
+class NIHChestXray(TableDataset):
     """NIH ChestX-ray14: 112,120 frontal chest radiographs of 30,805 patients (multi-label, grey).
 
     ``root`` holds ``Data_Entry_2017.csv`` (2017 header, whose trailing comma adds an empty
@@ -118,6 +118,7 @@ class NIHChestXray(ImageDataset):
 
     name = "nih"
     channels = 1
+    identity_options = ("val_fraction", "split_seed")
 
     def __init__(
         self,
@@ -133,10 +134,10 @@ class NIHChestXray(ImageDataset):
         progress: bool = True,
     ) -> None:
         n = self.name
-        _io.check_choice(n, "split", split, _io.SPLITS)
+        self._check_split(split)
         _io.check_choice(n, "labels", labels, tuple(LABEL_SETS))
         val_fraction = _io.check_fraction(n, "val_fraction", val_fraction)
-        _io.check_choice(n, "missing", missing, _io.MISSING_POLICIES)
+        self._check_missing(missing)
         expected = f"{' or '.join(TABLES)}, {LISTS['train_val']}, {LISTS['test']} and images/ (or images_0NN/images/)"
         self.root = _io.require_root(n, root, expected)
 
@@ -162,25 +163,14 @@ class NIHChestXray(ImageDataset):
         rows = self._split_rows(df, pid, split, val_fraction, split_seed)
         names = df["Image Index"].to_numpy()[rows].astype(str)
         self.images = ImageIndex(n, self.root, progress)
-        self.skipped = 0
-        if check_files:
-            files = self.images.files
-            absent = np.fromiter((nm not in files for nm in names), dtype=bool, count=len(names))
-            shown = [f"images*/{nm}" for nm in names]
-            self.skipped = _io.apply_missing_policy(n, absent, shown, missing, str(self.csv_path))
-            rows, names = rows[~absent], names[~absent]
-            _io.check_nonempty(n, len(rows), f"split {split!r} after skipping {self.skipped} missing images")
-
-        self.options = {
-            "labels": labels,
-            "val_fraction": val_fraction,
-            "split_seed": int(split_seed),
-            "missing": missing,
-            "check_files": bool(check_files),
-        }
-        self._names = names
-        self._digest: str | None = None
-        super().__init__(
+        rows, names = self._keep_present(
+            rows, names, split=split, missing=missing, check_files=check_files, progress=progress
+        )
+        self._open(
+            files=names,
+            options={"labels": labels, "val_fraction": val_fraction, "split_seed": int(split_seed)},
+            missing=missing,
+            check_files=check_files,
             classes=LABEL_SETS[labels],
             labels=all_labels[rows],
             patient_ids=pid[rows],
@@ -274,19 +264,13 @@ class NIHChestXray(ImageDataset):
         _io.check_nonempty(self.name, len(rows), f"split {split!r} with val_fraction={val_fraction}")
         return rows
 
-    # ------------------------------------------------------------------ contract
-    def _load_uint8(self, source_row: int) -> np.ndarray:
-        return _io.load_image(self.name, self.images.path(self._names[source_row]), "L", self.image_size)
+    # ------------------------------------------------------------------ files: image names in the folder index
+    def _absent(self, files: Sequence[str], progress: bool) -> np.ndarray:
+        index = self.images.files
+        return np.fromiter((nm not in index for nm in files), dtype=bool, count=len(files))
 
-    def cache_identity(self) -> dict[str, Any]:
-        """Root, table, split and the options that choose rows (the label set does not change pixels)."""
-        if self._digest is None:
-            self._digest = _io.paths_digest(self._names)
-        return {
-            **super().cache_identity(),
-            "root": str(self.root.resolve()),
-            "table": _io.file_identity(self.csv_path),
-            "images": self._digest,
-            "val_fraction": self.options["val_fraction"],
-            "split_seed": self.options["split_seed"],
-        }
+    def _shown(self, files: Sequence[str]) -> list[str]:
+        return [f"images*/{nm}" for nm in files]
+
+    def _image_path(self, source_row: int) -> str:
+        return self.images.path(self._files[source_row])

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from kdmed.data import _io
-from kdmed.data.base import ImageDataset
+from kdmed.data.grades import DR_TASKS, GRADE_CLASSES, REFERABLE_CLASSES, REFERABLE_FROM, grade_labels
 from kdmed.data.subsets import split_by_patient
+from kdmed.data.table import TableDataset
 
-GRADE_CLASSES = [f"grade {g}" for g in range(5)]
-REFERABLE_CLASSES = ["referable DR"]
-TASKS = ("grade", "referable")
-#: referable diabetic retinopathy: moderate non-proliferative or worse
-REFERABLE_FROM = 2
+__all__ = ["APTOS", "DR_TASKS", "EyePACS", "GRADE_CLASSES", "REFERABLE_CLASSES", "REFERABLE_FROM"]
 
 
-class _GradedFundus(ImageDataset):
+class _GradedFundus(TableDataset):
     """Shared loader for a CSV of (image id, DR grade) rows plus one image folder.
 
     ``task="grade"``: 5 classes "grade 0".."grade 4", one-hot (multiclass);
@@ -31,6 +27,7 @@ class _GradedFundus(ImageDataset):
     """
 
     channels = 3
+    identity_options = ("split_fractions", "split_seed")
     #: table file, id column, grade column, image folder and extension
     table_name: str
     id_column: str
@@ -52,10 +49,10 @@ class _GradedFundus(ImageDataset):
         progress: bool = True,
     ) -> None:
         n = self.name
-        _io.check_choice(n, "split", split, _io.SPLITS)
-        _io.check_choice(n, "task", task, TASKS)
+        self._check_split(split)
+        _io.check_choice(n, "task", task, DR_TASKS)
         fractions = _io.check_fractions(n, "split_fractions", split_fractions, len(_io.SPLITS))
-        _io.check_choice(n, "missing", missing, _io.MISSING_POLICIES)
+        self._check_missing(missing)
         self.root = _io.require_root(n, root, f"{self.table_name} and {self.image_dir}/")
         self.csv_path = self.root / self.table_name
         df = _io.read_table(n, self.csv_path, [self.id_column, self.grade_column], dtype={self.id_column: str})
@@ -72,31 +69,16 @@ class _GradedFundus(ImageDataset):
 
         folder = self.root / self.image_dir
         paths = [str(folder / f"{i}{self.image_ext}") for i in df[self.id_column].iloc[rows]]
-        self.skipped = 0
-        if check_files:
-            absent = _io.missing_mask(paths, progress, desc=f"{n}: checking images")
-            self.skipped = _io.apply_missing_policy(n, absent, paths, missing, str(self.csv_path))
-            rows, paths = rows[~absent], [p for p, a in zip(paths, absent) if not a]
-            _io.check_nonempty(n, len(rows), f"split {split!r} after skipping {self.skipped} missing images")
+        rows, paths = self._keep_present(
+            rows, paths, split=split, missing=missing, check_files=check_files, progress=progress
+        )
 
-        g = grades[rows]
-        if task == "grade":
-            labels = np.eye(5, dtype=np.float32)[g]
-            classes, kind = GRADE_CLASSES, "multiclass"
-        else:
-            labels = (g >= REFERABLE_FROM).astype(np.float32)[:, None]
-            classes, kind = REFERABLE_CLASSES, "binary"
-
-        self.options = {
-            "task": task,
-            "split_fractions": fractions,
-            "split_seed": int(split_seed),
-            "missing": missing,
-            "check_files": bool(check_files),
-        }
-        self._paths = np.asarray(paths, dtype=object)
-        self._digest: str | None = None
-        super().__init__(
+        labels, classes, kind = grade_labels(grades[rows], task)
+        self._open(
+            files=paths,
+            options={"task": task, "split_fractions": fractions, "split_seed": int(split_seed)},
+            missing=missing,
+            check_files=check_files,
             classes=classes,
             labels=labels,
             patient_ids=patients[rows],
@@ -110,21 +92,10 @@ class _GradedFundus(ImageDataset):
         """One id per row; rows of the same patient share it."""
         return ids.to_numpy().astype(str)
 
-    def _load_uint8(self, source_row: int) -> np.ndarray:
-        return _io.load_image(self.name, self._paths[source_row], "RGB", self.image_size)
-
-    def cache_identity(self) -> dict[str, Any]:
-        """Root, table, split and the options that choose rows (the task does not change pixels)."""
-        if self._digest is None:
-            self._digest = _io.paths_digest(self._paths)
-        return {
-            **super().cache_identity(),
-            "root": str(Path(self.root).resolve()),
-            "table": _io.file_identity(self.csv_path),
-            "images": self._digest,
-            "split_fractions": list(self.options["split_fractions"]),
-            "split_seed": self.options["split_seed"],
-        }
+    def _row_identity(self) -> dict[str, Any]:
+        ident = super()._row_identity()
+        ident["split_fractions"] = list(ident["split_fractions"])  # a list, as the cache marker stores it
+        return ident
 
 
 class EyePACS(_GradedFundus):
