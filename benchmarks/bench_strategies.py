@@ -1,24 +1,19 @@
-"""Cost of each strategy per training epoch, relative to training from labels only.
+"""Cost of each strategy per training epoch, with augmentation on, relative to training from labels only.
 
-For each student (resnet18 and small_cnn at 64 px, batch 32 by default) the
-script trains with ``kdmed.train.Trainer``, one epoch per strategy in turn for
-``--rounds`` rounds, and reports each strategy's fastest epoch (the first round
-warms up allocators and caches; the minimum is the least disturbed by other
-processes on a shared machine):
+Every row trains with ``kdmed.train.Trainer`` on augmented batches (flip and
+±15° rotation, as every book profile does). A taught student's teacher outputs come
+from the canonical teacher pass of its epoch's view (:mod:`kdmed.teacher_views`):
 
-* ``scratch``      labels only;
-* ``kd (cached)``  Hinton KD, teacher logits computed once before training
-                   (the loader does not augment), looked up per batch;
-* ``kd (online)``  Hinton KD, teacher forward pass on every batch (what
-                   training with augmentation costs);
-* ``at``           attention transfer on the four default taps (always online);
-* ``kd+at``        both terms (online).
+* ``computes``: the first student of a teacher/view computes the pass in its epoch
+  (``pass s``: the pass alone, also inside ``epoch s``);
+* ``reads``: every further student of that teacher, images and view seed (kd and
+  kd+at, transfer+kd, each T × alpha cell of one seed) reads it from the shared cache.
 
-All rows train on the same random uint8 images without augmentation, so the
-differences are the strategies' own cost. The teacher is a randomly initialised
-``--teacher`` (default resnet18; densenet121 is the research group's backbone
-and much slower on a CPU); its weights do not change the cost. ``setup s`` is
-the one-off teacher pass that fills the logit cache.
+``amortised`` is the cost of one taught run when ``--share`` runs share each pass:
+``(reads epoch + pass / share) / scratch epoch`` (the book's default study shares each
+pass between 6 taught methods). Rows take turns, one epoch each, for ``--rounds``
+rounds; each reports its fastest epoch (the least disturbed on a shared machine).
+The teacher is a randomly initialised ``--teacher``; its weights do not change the cost.
 
 Usage::
 
@@ -29,108 +24,108 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import platform
+import os
+import tempfile
 import time
 
 import numpy as np
 import torch
 
+import kdmed  # noqa: F401  (numerics first)
+from kdmed.config import TrainSpec
 from kdmed.loader import ArrayLoader
 from kdmed.models import build_model
 from kdmed.strategies import Strategy
 from kdmed.train import Trainer
 from kdmed.utils import set_seed
 
-ROWS = (
-    ("scratch", "scratch", True),
-    ("kd (cached)", "kd", True),
-    ("kd (online)", "kd", False),
-    ("at", "at", True),
-    ("kd+at", "kd+at", True),
-)
+STRATEGIES = ("scratch", "kd", "at", "kd+at")
+SETTINGS = {"kd": dict(temperature=4.0, alpha=0.5), "at": dict(beta=0.2, at_p=2.0),
+            "kd+at": dict(temperature=4.0, alpha=0.5, beta=0.2, at_p=2.0), "scratch": {}}
+
+
+def _epoch(arch: str, name: str, teacher, key: str | None, args, images, labels, val) -> tuple[float, float, str]:
+    set_seed(0)
+    student = build_model(arch, labels.shape[1])
+    strategy = Strategy(name, "multilabel", teacher=teacher, student_arch=arch, shared_outputs_key=key,
+                        **SETTINGS[name])
+    train = ArrayLoader(images, labels, batch_size=args.batch_size, shuffle=True, seed=0, augment=True,
+                        device=args.device, drop_last=True)
+    spec = TrainSpec(epochs=1, lr=1e-3, patience=1, amp=args.amp, train_eval_n=0)
+    result = Trainer(student, strategy, spec, device=args.device, quiet=True).fit(train, val)
+    pass_s = strategy.teacher_pass_seconds
+    strategy.close()
+    return result.history[-1]["train_seconds"], pass_s, result.teacher_mode
 
 
 def bench_student(arch: str, args: argparse.Namespace, images: np.ndarray, labels: np.ndarray) -> list[dict]:
-    """Time every strategy row for one student architecture.
-
-    The rows take turns, one epoch each, for ``--rounds`` rounds, and each row
-    reports its fastest epoch: on a shared machine a burst of load from another
-    process then slows one epoch of every row instead of every epoch of one row.
-    """
-    k = labels.shape[1]
+    """Time scratch and each taught strategy (computing and reading its teacher pass) for one student."""
     val = ArrayLoader(images[:64], labels[:64], batch_size=args.batch_size, shuffle=False, device=args.device)
-    setups = []
-    for label, name, cache in ROWS:
-        set_seed(0)
-        student = build_model(arch, k)
-        teacher = build_model(args.teacher, k) if name != "scratch" else None
-        strategy = Strategy(name, "multilabel", teacher=teacher, student_arch=arch, cache_teacher_outputs=cache)
-        train = ArrayLoader(images, labels, batch_size=args.batch_size, shuffle=True, seed=0, augment=False,
-                            device=args.device, drop_last=True)
-        setups.append((label, student, strategy, train))
-    times: dict[str, list[tuple[float, float]]] = {label: [] for label, *_ in setups}
-    modes, setup_s = {}, {}
-    for _ in range(args.rounds):
-        for label, student, strategy, train in setups:
-            t0 = time.perf_counter()
-            modes[label] = strategy.prepare(train, amp=args.amp)
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            setup_s[label] = time.perf_counter() - t0 if modes[label] == "cached" else 0.0
-            # one epoch; prepare() inside fit() repeats the (untimed) cache pass
-            result = Trainer(student, strategy, epochs=1, lr=1e-3, patience=1, amp=args.amp, device=args.device,
-                             quiet=True).fit(train, val)
-            h = result.history[-1]
-            times[label].append((h["train_seconds"], h["images_per_s"]))
-    out = []
-    for label, _, strategy, _ in setups:
-        strategy.close()
-        epoch_s, ips = min(times[label])
-        out.append({"student": arch, "strategy": label, "teacher_mode": modes[label], "epoch_s": epoch_s,
-                    "images_per_s": ips, "setup_s": setup_s[label]})
-    scratch = out[0]["epoch_s"]
-    for row in out:
-        row["ratio"] = row["epoch_s"] / scratch
-    return out
+    teacher = build_model(args.teacher, labels.shape[1])
+    best: dict[tuple[str, str], tuple[float, float]] = {}
+    modes = {}
+    for r in range(args.rounds):
+        with tempfile.TemporaryDirectory(prefix="kdmed-bench-views-") as cache:
+            os.environ["KDMED_TEACHER_CACHE"] = cache
+            for name in STRATEGIES:
+                if name == "scratch":
+                    runs = (("scratch", None),)
+                else:
+                    runs = (("computes", f"{arch}-{name}-{r}"), ("reads", f"{arch}-{name}-{r}"))
+                for role, key in runs:
+                    epoch_s, pass_s, modes[name] = _epoch(arch, name, teacher if key else None, key, args,
+                                                          images, labels, val)
+                    cell = (name, role)
+                    best[cell] = min(best.get(cell, (np.inf, 0.0)), (epoch_s, pass_s))
+    scratch = best[("scratch", "scratch")][0]
+    rows = [{"student": arch, "strategy": "scratch", "teacher_mode": "none", "role": "", "epoch_s": scratch,
+             "pass_s": 0.0, "images_per_s": len(images) / scratch, "ratio": 1.0, "amortised": 1.0}]
+    for name in STRATEGIES[1:]:
+        computes, reads = best[(name, "computes")], best[(name, "reads")]
+        pass_s = computes[1]
+        for role, (epoch_s, _) in (("computes", computes), ("reads", reads)):
+            rows.append({"student": arch, "strategy": name, "teacher_mode": modes[name], "role": role,
+                         "epoch_s": epoch_s, "pass_s": pass_s if role == "computes" else 0.0,
+                         "images_per_s": len(images) / epoch_s, "ratio": epoch_s / scratch,
+                         "amortised": (reads[0] + pass_s / args.share) / scratch})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    from common import write_results
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--students", default="resnet18,small_cnn", help="comma-separated student archs")
-    parser.add_argument("--teacher", default="resnet18", help="teacher arch (default resnet18)")
-    parser.add_argument("--n", type=int, default=None, help="training images (default 320 on CPU, 8192 on CUDA)")
+    parser.add_argument("--students", default="small_cnn,resnet18", help="comma-separated student archs")
+    parser.add_argument("--teacher", default="small_cnn", help="teacher arch (default small_cnn, the study's)")
+    parser.add_argument("--n", type=int, default=None, help="training images (default 512 on CPU, 8192 on CUDA)")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=4, help="epochs per row, taken in turns; the fastest is reported")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--share", type=int, default=6, help="taught runs sharing each teacher pass (default 6)")
+    parser.add_argument("--rounds", type=int, default=3, help="epochs per row, taken in turns; the fastest is reported")
     parser.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 on CUDA too")
-    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda but no CUDA device is visible")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    n = args.n or (8192 if args.device.startswith("cuda") else 320)
+    torch.set_num_threads(1) if not args.device.startswith("cuda") else None
+    n = args.n or (8192 if args.device.startswith("cuda") else 512)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(n, 1, args.image_size, args.image_size), dtype=np.uint8)
     labels = (rng.random((n, 14)) < 0.2).astype(np.float32)
-
+    start = time.perf_counter()
     rows = []
     for arch in args.students.split(","):
         rows += bench_student(arch.strip(), args, images, labels)
-
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    print(f"\nstrategy cost per epoch: {n} images {args.image_size}px, batch {args.batch_size}, teacher "
-          f"{args.teacher}, {device}, amp={args.amp and args.device.startswith('cuda')}")
-    print(f"{'student':<10} {'strategy':<12} {'teacher':<8} {'epoch s':>8} {'img/s':>8} {'x scratch':>9} {'setup s':>8}")
+    print(f"\nstrategy cost per augmented epoch: {n} images {args.image_size}px, batch {args.batch_size}, "
+          f"teacher {args.teacher}, {args.share} runs per shared pass ({time.perf_counter() - start:.0f} s)")
+    print(f"{'student':<10} {'strategy':<8} {'role':<9} {'epoch s':>8} {'pass s':>7} {'x scratch':>9} {'amortised':>9}")
     for r in rows:
-        print(f"{r['student']:<10} {r['strategy']:<12} {r['teacher_mode']:<8} {r['epoch_s']:>8.2f} "
-              f"{r['images_per_s']:>8.0f} {r['ratio']:>9.2f} {r['setup_s']:>8.2f}")
-    if args.json:
-        from kdmed.utils import atomic_write_json
-
-        atomic_write_json(args.json, {"device": device, "n": n, "teacher": args.teacher, "rows": rows})
+        print(f"{r['student']:<10} {r['strategy']:<8} {r['role']:<9} {r['epoch_s']:>8.2f} {r['pass_s']:>7.2f} "
+              f"{r['ratio']:>9.2f} {r['amortised']:>9.2f}")
+    path = write_results("strategies", args.device, rows,
+                         {"n": n, "image_size": args.image_size, "batch_size": args.batch_size,
+                          "teacher": args.teacher, "share": args.share, "augment": True}, teacher=args.teacher)
+    print(f"wrote {path}")
     return rows
 
 

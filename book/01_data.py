@@ -28,34 +28,9 @@
 # at real datasets — with their patient-level splits and the small target subsets.
 
 # %% tags=["parameters"]
-# the study's knobs (see kdmed.study.Study); every profile sets them under `common:`
+#: the profile (book/profiles/<name>.yml) whose study this page shows; any field of
+#: kdmed.study.Study given as a papermill parameter (-p NAME VALUE) overrides its value
 profile = "default"
-setting = "synthetic"
-image_size = 64
-student_arch = "small_cnn"
-teacher_arch = "small_densenet"
-teacher_n: int | None = 8000
-pretrain_n: int | None = 8000
-target_n = 1000
-target_sizes = [250, 500, 1000, 2000]
-val_n: int | None = 1000
-test_n: int | None = 2000
-seeds = [0, 1, 2]
-epochs = 20
-teacher_epochs = 15
-batch_size = 32
-lr = 0.001
-patience = 5
-augment = True
-temperature = 4.0
-alpha = 0.5
-beta = 0.2
-device = "auto"
-chexpert_root: str | None = None
-nih_root: str | None = None
-dr_root: str | None = None
-#: the paper's small target subsets, drawn here from the real label tables
-paper_subsets = {"chexpert": 5000, "chestxray8": 5606}
 
 # %%
 import tempfile
@@ -69,6 +44,7 @@ from myst_nb import glue
 from kdmed import plots
 from kdmed.data import open_dataset, subsample
 from kdmed.data.real_tables import label_only_root, real_table
+from kdmed.paper import PAPER_SUBSETS
 from kdmed.study import open_chapter, open_split
 
 study = open_chapter(globals())
@@ -192,7 +168,7 @@ cx_train = open_dataset("chexpert", cx_root, "train", **label_only)
 nih8_train = open_dataset("nih", nih_root_labels, "train", labels="chestxray8", **label_only)
 rows, gaps = [], {}
 for key, ds in (("cx", cx_train), ("nih", nih8_train)):
-    n = paper_subsets["chexpert" if key == "cx" else "chestxray8"]
+    n = PAPER_SUBSETS["chexpert" if key == "cx" else "chestxray8"]
     sub = subsample(ds, n, seed=0)
     assert set(sub.patient_ids) <= set(ds.patient_ids)
     full, part = ds.prevalence(), sub.prevalence()

@@ -32,34 +32,9 @@
 # reference.
 
 # %% tags=["parameters"]
-# the study's knobs (see kdmed.study.Study); every profile sets them under `common:`
+#: the profile (book/profiles/<name>.yml) whose study this page shows; any field of
+#: kdmed.study.Study given as a papermill parameter (-p NAME VALUE) overrides its value
 profile = "default"
-setting = "synthetic"
-image_size = 64
-student_arch = "small_cnn"
-teacher_arch = "small_densenet"
-teacher_n: int | None = 8000
-pretrain_n: int | None = 8000
-target_n = 1000
-target_sizes = [250, 500, 1000, 2000]
-val_n: int | None = 1000
-test_n: int | None = 2000
-seeds = [0, 1, 2]
-epochs = 20
-teacher_epochs = 15
-batch_size = 32
-lr = 0.001
-patience = 5
-augment = True
-temperature = 4.0
-alpha = 0.5
-beta = 0.2
-device = "auto"
-chexpert_root: str | None = None
-nih_root: str | None = None
-dr_root: str | None = None
-#: bootstrap resamples for the confidence intervals (patients are resampled)
-n_boot = 1000
 
 # %%
 import matplotlib.pyplot as plt
@@ -68,7 +43,8 @@ from IPython.display import display
 from myst_nb import glue
 
 from kdmed import plots
-from kdmed.analysis import evaluate_with_ci, histories, predict_run
+from kdmed.analysis import evaluate_with_ci, histories
+from kdmed.runner import evaluate_on
 from kdmed.study import open_chapter
 
 study = open_chapter(globals())
@@ -112,8 +88,8 @@ plt.show()
 target_test = study.target_data()
 evals = {}
 for name, cfg in (("teacher", teacher), ("transfer init (not fine-tuned)", init), ("scratch student", scratch)):
-    scores = predict_run(cfg, study.store(), target_test)
-    evals[name] = (scores, *evaluate_with_ci(scores, n_boot=n_boot))
+    scores = evaluate_on(cfg, study.store(), target_test)
+    evals[name] = (scores, *evaluate_with_ci(scores, n_boot=study.n_boot))
 t_metrics = evals["teacher"][1]
 glue("teacher_target_auc", t_metrics["macro_auc"], display=False)
 glue("teacher_target_low", t_metrics["macro_auc_ci"]["low"], display=False)

@@ -42,36 +42,9 @@
 # itself adds, as in the authors' related code where the student may start pre-trained).
 
 # %% tags=["parameters"]
-# the study's knobs (see kdmed.study.Study); every profile sets them under `common:`
+#: the profile (book/profiles/<name>.yml) whose study this page shows; any field of
+#: kdmed.study.Study given as a papermill parameter (-p NAME VALUE) overrides its value
 profile = "default"
-setting = "synthetic"
-image_size = 64
-student_arch = "small_cnn"
-teacher_arch = "small_densenet"
-teacher_n: int | None = 8000
-pretrain_n: int | None = 8000
-target_n = 1000
-target_sizes = [250, 500, 1000, 2000]
-val_n: int | None = 1000
-test_n: int | None = 2000
-seeds = [0, 1, 2]
-epochs = 20
-teacher_epochs = 15
-batch_size = 32
-lr = 0.001
-patience = 5
-augment = True
-temperature = 4.0
-alpha = 0.5
-beta = 0.2
-device = "auto"
-chexpert_root: str | None = None
-nih_root: str | None = None
-dr_root: str | None = None
-methods = ["scratch", "transfer", "kd", "at", "kd+at", "transfer+kd"]
-#: teachers of different quality (training images of the teacher's source) for the last section
-teacher_sizes = [500, 2000, 8000]
-n_boot = 1000
 
 # %%
 import matplotlib.pyplot as plt
@@ -82,12 +55,16 @@ from IPython.display import display
 from myst_nb import glue
 
 from kdmed import plots
-from kdmed.analysis import mean_table, paired_gains, pooled_gain, predict_run, verdict
+from kdmed.analysis import mean_table, paired_gains, pooled_gain, verdict
 from kdmed.metrics import macro_auc
-from kdmed.runner import load_result
-from kdmed.study import grid, open_chapter
+from kdmed.runner import evaluate_on
+from kdmed.store import load_result
+from kdmed.study import DISTILLATION_METHODS, GAIN_METHODS, grid, open_chapter
 
 study = open_chapter(globals())
+methods = list(DISTILLATION_METHODS)
+n_boot = study.n_boot
+teacher_sizes = study.teacher_sizes
 configs, labels = grid(study, methods, study.target_sizes, study.seeds)
 table = study.run(configs, labels)
 glue("n_runs", len(table), display=False)
@@ -155,7 +132,7 @@ def runs_of(method, n):
 
 
 pair_frames, pooled = [], {}
-for method in ("kd", "transfer+kd", "kd+at", "at"):
+for method in GAIN_METHODS:
     if method not in methods or "transfer" not in methods:
         continue
     for n in study.target_sizes:
@@ -234,7 +211,7 @@ for t_n in teacher_sizes:
     sweep_methods = [m for m in ("kd", "transfer+kd") if m in methods]
     cfgs = [study.student(m, study.target_n, s, teacher=t_cfg) for m in sweep_methods for s in study.seeds]
     study.run(cfgs + [t_cfg])
-    t_scores = predict_run(t_cfg, store, study.target_data())
+    t_scores = evaluate_on(t_cfg, store, study.target_data())
     t_auc = macro_auc(t_scores["y_true"], t_scores["y_score"])
     for m in sweep_methods:
         taught = [c for c in cfgs if c.strategy == "kd" and (c.init != "random") == (m == "transfer+kd")]

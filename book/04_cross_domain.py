@@ -40,33 +40,9 @@
 # of the same seed.
 
 # %% tags=["parameters"]
-# the study's knobs (see kdmed.study.Study); every profile sets them under `common:`
+#: the profile (book/profiles/<name>.yml) whose study this page shows; any field of
+#: kdmed.study.Study given as a papermill parameter (-p NAME VALUE) overrides its value
 profile = "default"
-setting = "synthetic"
-image_size = 64
-student_arch = "small_cnn"
-teacher_arch = "small_densenet"
-teacher_n: int | None = 8000
-pretrain_n: int | None = 8000
-target_n = 1000
-target_sizes = [250, 500, 1000, 2000]
-val_n: int | None = 1000
-test_n: int | None = 2000
-seeds = [0, 1, 2]
-epochs = 20
-teacher_epochs = 15
-batch_size = 32
-lr = 0.001
-patience = 5
-augment = True
-temperature = 4.0
-alpha = 0.5
-beta = 0.2
-device = "auto"
-chexpert_root: str | None = None
-nih_root: str | None = None
-dr_root: str | None = None
-cross_methods = ["transfer", "kd", "at", "kd+at"]
 
 # %%
 import matplotlib.pyplot as plt
@@ -78,9 +54,10 @@ from myst_nb import glue
 
 from kdmed import plots
 from kdmed.models import imagenet_weights_file
-from kdmed.study import CROSS_DOMAINS, cross_domain_grid, open_chapter
+from kdmed.study import CROSS_DOMAIN_METHODS, CROSS_DOMAINS, cross_domain_grid, open_chapter
 
 study = open_chapter(globals())
+cross_methods = list(CROSS_DOMAIN_METHODS)
 n = study.target_n
 configs, labels = cross_domain_grid(study, cross_methods)
 domains = CROSS_DOMAINS

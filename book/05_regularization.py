@@ -28,37 +28,9 @@
 # best validation AUC. Last, a small grid of temperature T × weight α.
 
 # %% tags=["parameters"]
-# the study's knobs (see kdmed.study.Study); every profile sets them under `common:`
+#: the profile (book/profiles/<name>.yml) whose study this page shows; any field of
+#: kdmed.study.Study given as a papermill parameter (-p NAME VALUE) overrides its value
 profile = "default"
-setting = "synthetic"
-image_size = 64
-student_arch = "small_cnn"
-teacher_arch = "small_densenet"
-teacher_n: int | None = 8000
-pretrain_n: int | None = 8000
-target_n = 1000
-target_sizes = [250, 500, 1000, 2000]
-val_n: int | None = 1000
-test_n: int | None = 2000
-seeds = [0, 1, 2]
-epochs = 20
-teacher_epochs = 15
-batch_size = 32
-lr = 0.001
-patience = 5
-augment = True
-temperature = 4.0
-alpha = 0.5
-beta = 0.2
-device = "auto"
-chexpert_root: str | None = None
-nih_root: str | None = None
-dr_root: str | None = None
-reg_methods = ["scratch", "transfer", "kd", "transfer+kd"]
-temperatures = [1.0, 4.0, 8.0]
-alphas = [0.25, 0.5, 0.9]
-#: seeds of the T × alpha grid (fewer than the study's, to keep it cheap)
-grid_seeds = [0]
 
 # %%
 import matplotlib.pyplot as plt
@@ -70,9 +42,10 @@ from myst_nb import glue
 
 from kdmed import plots
 from kdmed.analysis import convergence_table, histories
-from kdmed.study import open_chapter, regularization_grid
+from kdmed.study import REGULARIZATION_METHODS, open_chapter, regularization_grid, temperature_alpha_grid
 
 study = open_chapter(globals())
+reg_methods = list(REGULARIZATION_METHODS)
 n = study.target_n
 configs, labels = regularization_grid(study, reg_methods)
 table = study.run(configs, labels)
@@ -89,10 +62,9 @@ hist = histories(study.store(), configs, labels)
 glue("reg_seeds", len(study.seeds), display=False)
 glue("reg_n", n, display=False)
 glue("reg_epochs", study.epochs, display=False)
-task_col = "train_task" if "train_task" in hist.columns else "train_loss"
-fig = plots.history_curves(hist, [task_col, "val_loss"], hue="method", title="loss per epoch")
+fig = plots.history_curves(hist, ["train_eval_loss", "val_loss"], hue="method", title="task loss per epoch")
 plt.show()
-auc_cols = [c for c in ("train_macro_auc", "val_macro_auc") if c in hist.columns]
+auc_cols = ["train_eval_macro_auc", "val_macro_auc"]
 fig = plots.history_curves(hist, auc_cols, hue="method", title="macro-AUC per epoch")
 plt.show()
 
@@ -130,12 +102,11 @@ plt.show()
 # AUC points.
 
 # %%
-grid_cfgs = [study.student("kd", n, seed, temperature=T, alpha=a)
-             for T in temperatures for a in alphas for seed in grid_seeds]
+grid_cfgs = temperature_alpha_grid(study)
 grid_table = study.run(grid_cfgs)  # the table has the temperature and alpha of each run
 pivot = grid_table.groupby(["temperature", "alpha"])["macro_auc"].mean().unstack()
 best_T, best_a = np.unravel_index(np.nanargmax(pivot.to_numpy()), pivot.shape)
-glue("grid_seeds_glued", ", ".join(map(str, grid_seeds)), display=False)
+glue("grid_seeds_glued", ", ".join(map(str, study.grid_seeds)), display=False)
 glue("best_T", f"{pivot.index[best_T]:g}", display=False)
 glue("best_alpha", f"{pivot.columns[best_a]:g}", display=False)
 glue("best_grid_auc", float(pivot.to_numpy()[best_T, best_a]), display=False)

@@ -28,32 +28,9 @@
 # **contradicted** when it lies below, **inconclusive** otherwise.
 
 # %% tags=["parameters"]
-# the study's knobs (see kdmed.study.Study); every profile sets them under `common:`
+#: the profile (book/profiles/<name>.yml) whose study this page shows; any field of
+#: kdmed.study.Study given as a papermill parameter (-p NAME VALUE) overrides its value
 profile = "default"
-setting = "synthetic"
-image_size = 64
-student_arch = "small_cnn"
-teacher_arch = "small_densenet"
-teacher_n: int | None = 8000
-pretrain_n: int | None = 8000
-target_n = 1000
-target_sizes = [250, 500, 1000, 2000]
-val_n: int | None = 1000
-test_n: int | None = 2000
-seeds = [0, 1, 2]
-epochs = 20
-teacher_epochs = 15
-batch_size = 32
-lr = 0.001
-patience = 5
-augment = True
-temperature = 4.0
-alpha = 0.5
-beta = 0.2
-device = "auto"
-chexpert_root: str | None = None
-nih_root: str | None = None
-dr_root: str | None = None
 
 # %%
 import matplotlib.pyplot as plt
@@ -64,17 +41,13 @@ from myst_nb import glue
 
 from kdmed.claims import measure_claims
 from kdmed.paper import CITATION, choices_table
-from kdmed.profiles import available_profiles, load_profile
+from kdmed.profiles import available_profiles
 from kdmed.study import Study, open_chapter
 
 study = open_chapter(globals())
 studies = {study.profile: study}
 for name in available_profiles():
-    if name not in studies:
-        try:
-            studies[name] = Study.from_params({**load_profile(name).common, "profile": name})
-        except Exception as err:  # a profile for real data with no paths set: say so in the table
-            print(f"profile {name}: {err}")
+    studies.setdefault(name, Study.from_profile(name))
 claims = pd.concat([measure_claims(s) for s in studies.values()], ignore_index=True)
 here = claims[claims["profile"] == study.profile]
 glue("n_claims", int(here["claim"].nunique()), display=False)

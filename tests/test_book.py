@@ -18,7 +18,6 @@ from kdmed.profiles import (
     chapter_parameters,
     load_profile,
     parse_overrides,
-    require_paths,
     resolve_parameters,
 )
 
@@ -130,8 +129,10 @@ def test_command_line_overrides_are_checked_the_same_way(toy_layout):
         book.validate(toy_layout, "toy", parse_overrides(["toy.points=true"]))
     with pytest.raises(ProfileError, match=r"command line \(--param\): unknown chapter 'other'"):
         book.validate(toy_layout, "toy", parse_overrides(["other.points=1"]))
-    with pytest.raises(ProfileError, match=r"--param 'points=1': expected CHAPTER\.NAME=VALUE"):
-        parse_overrides(["points=1"])
+    assert parse_overrides(["points=1", "toy.scale=2"]) == {"*": {"points": 1}, "toy": {"scale": 2}}
+    assert book.validate(toy_layout, "toy", parse_overrides(["points=1"]))[1]["toy"]["points"] == 1
+    with pytest.raises(ProfileError, match=r"--param '=1': expected NAME=VALUE or CHAPTER\.NAME=VALUE"):
+        parse_overrides(["=1"])
     with pytest.raises(ProfileError, match=r"--chapters: unknown chapter\(s\) \['nope'\]"):
         book.validate(toy_layout, "toy", only=["nope"])
 
@@ -142,18 +143,22 @@ def test_profile_may_not_set_the_builder_parameter(toy_layout):
         book.validate(toy_layout, "toy")
 
 
-def test_common_section_goes_to_the_chapters_that_declare_it(tmp_path):
+def test_study_section_is_validated_against_the_study(tmp_path, repo):
     layout = make_toy_book(tmp_path)
-    (layout.book_dir / "other.py").write_text('# %% tags=["parameters"]\nprofile = "x"\nseed = 1\n')
-    layout.toc.write_text("format: jb-book\nroot: intro\nchapters:\n  - file: toy\n  - file: other\n")
     path = layout.profiles_dir / "toy.yml"
-    path.write_text("description: d\ncommon:\n  seed: 7\n")
-    assert book.validate(layout, "toy")[1] == {
-        "toy": {"profile": "toy"}, "other": {"profile": "toy", "seed": 7},
-    }
-    path.write_text("description: d\ncommon:\n  seeed: 7\n")
-    with pytest.raises(ProfileError, match=r"common: parameter 'seeed' is declared by no chapter"):
+    smoke = (repo / "book" / "profiles" / "smoke.yml").read_text()
+    path.write_text(smoke.replace("seeds: [0, 1]", "seeds: 3").replace("  epochs: 2\n", "  epochz: 2\n"))
+    with pytest.raises(ProfileError) as err:
         book.validate(layout, "toy")
+    message = str(err.value)
+    assert "seeds expects a list, got int 3" in message and "unknown study parameter 'epochz'" in message
+    assert "missing study parameter(s) epochs" in message
+    path.write_text(smoke)
+    # a study parameter may be overridden for every chapter or one; a chapter's own parameter too
+    params = book.validate(layout, "toy", parse_overrides(["seeds=[4, 5]", "toy.points=2"]))[1]
+    assert params == {"toy": {"profile": "toy", "seeds": [4, 5], "points": 2}}
+    with pytest.raises(ProfileError, match=r"temperature expects a number, got str 'hot'"):
+        book.validate(layout, "toy", parse_overrides(["temperature=hot"]))
 
 
 def test_type_rules():
@@ -183,14 +188,6 @@ def test_parameters_cell_must_be_literal_assignments(tmp_path):
     path.write_text('# %% tags=["parameters"]\na = 1\n\n# %% tags=["parameters"]\nb = 2\n')
     with pytest.raises(ProfileError, match=r"expected exactly one cell tagged 'parameters'.*found 2"):
         chapter_parameters(path)
-
-
-def test_require_paths_lists_every_missing_path(tmp_path):
-    (tmp_path / "there").mkdir()
-    require_paths({"a": tmp_path / "there"})
-    with pytest.raises(FileNotFoundError) as err:
-        require_paths({"chexpert_root": tmp_path / "gone", "nih_root": "", "dr_root": tmp_path / "there"})
-    assert str(err.value) == f"2 dataset path(s) missing:\n  chexpert_root: {tmp_path / 'gone'}\n  nih_root: (not set)"
 
 
 # --- the repository's book -------------------------------------------------------------
@@ -226,14 +223,14 @@ def test_every_profile_validates(repo, name):
 
 def test_full_profile_names_the_dataset_roots(repo):
     profile = load_profile("full", repo / "book" / "profiles")
-    assert {"chexpert_root", "nih_root", "dr_root"} <= set(profile.common)
-    assert profile.common["setting"] in ("chexpert", "chestxray8")
+    assert {"chexpert_root", "nih_root", "dr_root"} <= set(profile.study)
+    assert profile.study["setting"] in ("chexpert", "chestxray8")
 
 
 def test_cli_validate_reports_errors_with_exit_code_2(capsys):
     assert book.main(["validate", "--profile", "smoke", "--param", "01_data.image_size=many"]) == 2
     err = capsys.readouterr().err
-    assert "chapter '01_data': parameter 'image_size' expects int (default 64), got str 'many'" in err
+    assert "smoke.yml with --param for 01_data: image_size expects an int, got str 'many'" in err
     assert book.main(["validate", "--profile", "smoke", "--chapters", "01_data"]) == 0
     assert "01_data: {'profile': 'smoke'" in capsys.readouterr().out
 

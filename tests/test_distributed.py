@@ -13,7 +13,7 @@ drop the padded duplicate. Under these conditions the per-epoch history
 run up to float error.
 
 ``test_torchrun_cli_trains_a_run_config`` runs the real command line
-(``torchrun -m kdmed.distributed train``) on a small_cnn run (BatchNorm per rank,
+(``torchrun -m kdmed.cli train-ddp``) on a small_cnn run (BatchNorm per rank,
 augmentation on, so not bitwise equal to one process) and checks what it wrote
 against an independent single-process evaluation of the saved model.
 """
@@ -36,6 +36,7 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from kdmed import distributed
+from kdmed.cli import read_configs
 
 pytestmark = pytest.mark.filterwarnings("ignore:AU.*undefined:RuntimeWarning")
 
@@ -53,6 +54,7 @@ WORKER = textwrap.dedent(
     from kdmed import distributed
     from kdmed.loader import ArrayLoader
     from kdmed.strategies import Strategy
+    from kdmed.config import TrainSpec
     from kdmed.train import Trainer, TIMING_COLUMNS
 
     GLOBAL_BATCH = 16
@@ -86,7 +88,7 @@ WORKER = textwrap.dedent(
         student, teacher = tiny_net(0), tiny_net(1)
         strategy = Strategy("kd", "multilabel", teacher=teacher, temperature=2.0, alpha=0.5)
         ckpt = out / f"last-{world}-{rank}.pt"
-        fit = Trainer(student, strategy, epochs=3, lr=1e-2, patience=10, quiet=True, device="cpu",
+        fit = Trainer(student, strategy, TrainSpec(epochs=3, lr=1e-2, patience=10), quiet=True, device="cpu",
                       checkpoint_path=ckpt, fingerprint="ddp-test").fit(train, val)
         history = [{k: v for k, v in h.items() if k not in TIMING_COLUMNS} for h in fit.history]
         record = {"history": history, "best_epoch": fit.best_epoch, "teacher_mode": fit.teacher_mode,
@@ -182,7 +184,9 @@ def test_ddp_trainer_matches_single_process(tmp_path):
 def test_torchrun_cli_trains_a_run_config(tmp_path):
     from kdmed.metrics import macro_auc
     from kdmed.models import load_model
-    from kdmed.runner import ResultStore, load_config, load_split
+    from kdmed.config import load_config
+    from kdmed.runner import load_split
+    from kdmed.store import ResultStore
     from kdmed.train import predict
 
     run = {
@@ -198,7 +202,7 @@ def test_torchrun_cli_trains_a_run_config(tmp_path):
     config.write_text(yaml.safe_dump(run))
     store_dir = tmp_path / "store"
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "kdmed.distributed", "train",
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "kdmed.cli", "train-ddp",
            "--config", str(config), "--results", str(store_dir), "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -277,9 +281,9 @@ def test_environment_and_loader_errors(monkeypatch, tmp_path):
     single = tmp_path / "one.yml"
     single.write_text("name: a\nstrategy: scratch\n")
     with pytest.raises(ValueError, match="holds a single run; --run only applies"):
-        distributed.read_configs(str(single), ["a"])
+        read_configs(str(single), ["a"])
     many = tmp_path / "many.yml"
     many.write_text("runs:\n  a: {strategy: scratch}\n  b: {strategy: scratch, seed: 1}\n")
-    assert [c.name for c in distributed.read_configs(str(many), ["b"])] == ["b"]
+    assert [c.name for c in read_configs(str(many), ["b"])] == ["b"]
     with pytest.raises(ValueError, match=r"no run named \['c'\]; runs in the file: \['a', 'b'\]"):
-        distributed.read_configs(str(many), ["c"])
+        read_configs(str(many), ["c"])

@@ -62,9 +62,9 @@ def test_task_loss_input_errors():
     with pytest.raises(ValueError, match="task='regression'"):
         TaskLoss("regression")
     with pytest.raises(ValueError, match=r"targets shape \(2, 3\) does not match logits shape \(2, 2\)"):
-        TaskLoss()(torch.zeros(2, 2), torch.zeros(2, 3))
+        TaskLoss("multilabel")(torch.zeros(2, 2), torch.zeros(2, 3))
     with pytest.raises(ValueError, match=r"\[0, 1\].*-1"):
-        TaskLoss()(torch.zeros(2, 2), torch.tensor([[1.0, -1.0], [0.0, 0.0]]))
+        TaskLoss("multilabel")(torch.zeros(2, 2), torch.tensor([[1.0, -1.0], [0.0, 0.0]]))
     with pytest.raises(ValueError, match="row 1 sums to 2"):
         TaskLoss("multiclass")(torch.zeros(2, 3), torch.tensor([[1.0, 0, 0], [1.0, 1.0, 0]]))
 
@@ -104,7 +104,7 @@ def test_kd_multilabel_matches_numpy_reference_and_masks_label_term_only():
 def test_kd_bernoulli_is_stable_for_extreme_logits():
     s = torch.tensor([[-200.0, 200.0, 0.0]])
     t = torch.tensor([[200.0, -200.0, 0.0]])
-    kd = KDLoss(temperature=1.0, alpha=1.0).components(s, t, torch.zeros(1, 3))["kd"]
+    kd = KDLoss(temperature=1.0, alpha=1.0, task="multilabel").components(s, t, torch.zeros(1, 3))["kd"]
     # First two entries: KL(Bern(~1) || Bern(~e^-200)) = -log sigmoid(-200) ~= 200; third 0.
     # log(sigmoid(-200)) in float32 would be log(0) = -inf.
     assert torch.isfinite(kd)
@@ -172,20 +172,20 @@ def test_kd_gradient_reaches_student_only():
     s = torch.randn(3, 2, generator=_gen(9), requires_grad=True)
     t = torch.randn(3, 2, generator=_gen(10), requires_grad=True)
     y = torch.tensor([[1.0, 0.0], [0.0, float("nan")], [1.0, 1.0]])
-    KDLoss(temperature=2.0, alpha=0.5)(s, t, y).backward()
+    KDLoss(temperature=2.0, alpha=0.5, task="multilabel")(s, t, y).backward()
     assert s.grad is not None and s.grad.abs().sum() > 0
     assert t.grad is None
 
 
 def test_kd_argument_validation():
     with pytest.raises(ValueError, match="temperature=0.0"):
-        KDLoss(temperature=0)
+        KDLoss(temperature=0, alpha=0.5, task="multilabel")
     with pytest.raises(ValueError, match="alpha=1.5"):
-        KDLoss(alpha=1.5)
+        KDLoss(temperature=4.0, alpha=1.5, task="multilabel")
     with pytest.raises(ValueError, match="task='foo'"):
-        KDLoss(task="foo")
+        KDLoss(temperature=4.0, alpha=0.5, task="foo")
     with pytest.raises(ValueError, match=r"teacher_logits shape \(2, 3\) does not match student_logits shape \(2, 2\)"):
-        KDLoss()(torch.zeros(2, 2), torch.zeros(2, 3), torch.zeros(2, 2))
+        KDLoss(temperature=4.0, alpha=0.5, task="multilabel")(torch.zeros(2, 2), torch.zeros(2, 3), torch.zeros(2, 2))
 
 
 # ----------------------------------------------------------------------------- ATLoss
@@ -206,7 +206,7 @@ def test_at_matches_reference_and_sums_taps():
     fs = [torch.randn(3, 4, 5, 5, generator=g), torch.randn(3, 8, 2, 2, generator=g)]
     ft = [torch.randn(3, 6, 5, 5, generator=g), torch.randn(3, 2, 2, 2, generator=g)]  # channels differ
     expected = 0.25 * (_at_reference(fs[0], ft[0]) + _at_reference(fs[1], ft[1]))
-    loss = ATLoss(beta=0.25)
+    loss = ATLoss(beta=0.25, p=2.0)
     assert loss(fs, ft).item() == pytest.approx(expected, rel=1e-5)
     as_dict = loss.components({"b3": fs[0], "b4": fs[1]}, {"b4": ft[1], "b3": ft[0]})
     assert as_dict["at"].item() == pytest.approx(expected, rel=1e-5)
@@ -217,12 +217,12 @@ def test_at_matches_reference_and_sums_taps():
 
 def test_at_zero_for_identical_maps_and_scale_invariant():
     f = torch.randn(2, 3, 4, 4, generator=_gen(12))
-    assert ATLoss()([f], [f.clone()]).item() == pytest.approx(0.0, abs=1e-7)
+    assert ATLoss(beta=1.0, p=2.0)([f], [f.clone()]).item() == pytest.approx(0.0, abs=1e-7)
     other = torch.randn(2, 5, 4, 4, generator=_gen(13))
-    base = ATLoss()([f], [other]).item()
+    base = ATLoss(beta=1.0, p=2.0)([f], [other]).item()
     assert base > 0.05
-    assert ATLoss()([7.5 * f], [other]).item() == pytest.approx(base, rel=1e-5)
-    assert ATLoss()([f], [0.01 * other]).item() == pytest.approx(base, rel=1e-5)
+    assert ATLoss(beta=1.0, p=2.0)([7.5 * f], [other]).item() == pytest.approx(base, rel=1e-5)
+    assert ATLoss(beta=1.0, p=2.0)([f], [0.01 * other]).item() == pytest.approx(base, rel=1e-5)
 
 
 def test_at_resizes_student_map_to_teacher_size():
@@ -232,9 +232,9 @@ def test_at_resizes_student_map_to_teacher_size():
     a_s = F.interpolate(a_s, size=(8, 8), mode="bilinear", align_corners=False).flatten(1)
     a_t = (ft ** 2).mean(1).flatten(1)
     expected = (a_s / a_s.norm(dim=1, keepdim=True) - a_t / a_t.norm(dim=1, keepdim=True)).norm(dim=1).mean()
-    assert ATLoss()([fs], [ft]).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert ATLoss(beta=1.0, p=2.0)([fs], [ft]).item() == pytest.approx(expected.item(), rel=1e-5)
     # A constant student map upsampled stays constant: distance to a constant teacher is 0.
-    assert ATLoss()([torch.ones(1, 2, 3, 3)], [torch.full((1, 4, 6, 6), 2.0)]).item() == pytest.approx(0.0, abs=1e-6)
+    assert ATLoss(beta=1.0, p=2.0)([torch.ones(1, 2, 3, 3)], [torch.full((1, 4, 6, 6), 2.0)]).item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_attention_map_public_helper():
@@ -247,13 +247,13 @@ def test_attention_map_public_helper():
     assert unit.shape == (1, 2, 2)
     assert torch.allclose(unit, raw / math.hypot(4.5, 8.0))
     with pytest.raises(ValueError, match=r"4-D.*\(2, 2\)"):
-        attention_map(torch.zeros(2, 2))
+        attention_map(torch.zeros(2, 2), p=2)
 
 
 def test_at_gradient_reaches_student_only():
     fs = torch.randn(2, 3, 4, 4, generator=_gen(16), requires_grad=True)
     ft = torch.randn(2, 3, 4, 4, generator=_gen(17), requires_grad=True)
-    ATLoss(beta=1.0)([fs], [ft]).backward()
+    ATLoss(beta=1.0, p=2.0)([fs], [ft]).backward()
     assert fs.grad is not None and fs.grad.abs().sum() > 0
     assert ft.grad is None
 
@@ -261,15 +261,15 @@ def test_at_gradient_reaches_student_only():
 def test_at_errors_name_counts_and_parameters():
     f = torch.zeros(2, 3, 4, 4)
     with pytest.raises(ValueError, match="2 student feature maps vs 1 teacher"):
-        ATLoss()([f, f], [f])
+        ATLoss(beta=1.0, p=2.0)([f, f], [f])
     with pytest.raises(ValueError, match=r"tap names differ.*\['a'\].*\['b'\]"):
-        ATLoss()({"a": f}, {"b": f})
+        ATLoss(beta=1.0, p=2.0)({"a": f}, {"b": f})
     with pytest.raises(ValueError, match="tap 0: batch sizes differ"):
-        ATLoss()([f], [torch.zeros(3, 3, 4, 4)])
+        ATLoss(beta=1.0, p=2.0)([f], [torch.zeros(3, 3, 4, 4)])
     with pytest.raises(ValueError, match="beta=-1.0"):
-        ATLoss(beta=-1)
+        ATLoss(beta=-1, p=2.0)
     with pytest.raises(ValueError, match="p=0.0"):
-        ATLoss(p=0)
+        ATLoss(beta=1.0, p=0)
 
 
 # ----------------------------------------------------------------------------- registry
@@ -277,6 +277,14 @@ def test_registry_and_build_loss():
     assert LOSSES == {"task": TaskLoss, "kd": KDLoss, "at": ATLoss}
     loss = build_loss("kd", temperature=3.0, alpha=0.2, task="multiclass")
     assert isinstance(loss, KDLoss) and loss.temperature == 3.0 and loss.alpha == 0.2
-    assert isinstance(build_loss("at", beta=0.2), ATLoss)
+    assert isinstance(build_loss("at", beta=0.2, p=2.0), ATLoss)
     with pytest.raises(ValueError, match=r"unknown loss 'hinton'; known losses: \['at', 'kd', 'task'\]"):
-        build_loss("hinton")
+        build_loss("hinton", beta=0.2)
+
+
+def test_losses_take_their_settings_from_the_config_and_name_a_missing_one():
+    # settings have one default, in kdmed.config.RunConfig: the losses refuse to guess
+    with pytest.raises(ValueError, match=r"KDLoss needs temperature .*got None"):
+        KDLoss(temperature=None, alpha=0.5, task="multilabel")
+    with pytest.raises(ValueError, match=r"ATLoss needs beta .*got None"):
+        ATLoss(beta=None, p=2.0)

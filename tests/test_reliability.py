@@ -39,7 +39,9 @@ from kdmed import utils
 from kdmed.data import open_dataset
 from kdmed.data._io import DataError, MissingDataError
 from kdmed.data.cache import CacheBuildError
-from kdmed.runner import DataSpec, ResultStore, RunConfig, StaleResultError, TrainSpec, replace, run_key, run_one
+from kdmed.config import DataSpec, RunConfig, TrainSpec, replace, run_key
+from kdmed.runner import run_one
+from kdmed.store import ResultStore, StaleResultError
 
 pytestmark = pytest.mark.filterwarnings("ignore:AU.*undefined:RuntimeWarning")
 
@@ -86,12 +88,12 @@ def unknown_profile(tmp_path):
 @case
 def unknown_papermill_parameter(tmp_path):
     _build_refused(tmp_path, r"chapter '01_data': unknown parameter 'epoch' \(not in the chapter's parameters cell; "
-                   r"it declares: .*epochs", overrides={"01_data": {"epoch": 3}})
+                   r"it declares: \(none\); study parameters: .*epochs", overrides={"01_data": {"epoch": 3}})
 
 
 @case
 def wrong_parameter_type(tmp_path):
-    _build_refused(tmp_path, r"chapter '01_data': parameter 'image_size' expects int \(default \d+\), got str 'big'",
+    _build_refused(tmp_path, r"with --param for 01_data: image_size expects an int, got str 'big'",
                    overrides={"01_data": {"image_size": "big"}})
 
 
@@ -242,12 +244,11 @@ def unknown_dataset_option(tmp_path):
 def _fake_complete_run(store: ResultStore, cfg: RunConfig, classes: list[str], model_classes: list[str]) -> None:
     """A finished run folder whose model.pt has ``model_classes`` while result.json lists ``classes``."""
     from kdmed.models import build_model, save_model
-    from kdmed.runner import _record_header
 
     folder = store.run_dir(cfg)
     save_model(build_model(cfg.arch, len(model_classes)), folder / "model.pt", cfg.arch, model_classes)
-    utils.atomic_write_json(folder / "config.json", _record_header(cfg))
-    utils.atomic_write_json(folder / "result.json", {**_record_header(cfg), "classes": classes})
+    utils.atomic_write_json(folder / "config.json", store.header(cfg))
+    utils.atomic_write_json(folder / "result.json", {**store.header(cfg), "classes": classes})
 
 
 @case
@@ -451,6 +452,11 @@ ALLOWED_RAW_WRITES = {
     # _build/stage/<profile>/ is a scratch copy rebuilt from nothing by every build; the renderer's
     # output is swapped in only when complete
     ("book.py", "stage"): "scratch folder",
+    # an append-only log of progress lines (one short O_APPEND write each): a kill leaves at most a
+    # partial last line, which kdmed.progress.Tail never emits; no result is read from it
+    ("progress.py", "report"): "append-only log",
+    # an empty file that only carries a lock (fcntl.flock); nothing is written to it or read from it
+    ("teacher_views.py", "_locked"): "lock file",
 }
 #: method/function names that write a file given as an argument
 _WRITERS = {"write_text", "write_bytes", "to_csv", "to_parquet", "to_json", "to_excel", "savefig", "save", "savez",
@@ -565,7 +571,7 @@ def test_same_config_twice_gives_bitwise_equal_results(tmp_path):
         results.append((run_one(cfg, store, quiet=True), store))
     (a, store_a), (b, store_b) = results
     assert store_a.trained == store_b.trained == [run_key(teacher), run_key(cfg)]
-    assert a["metrics"] == b["metrics"] and a["teacher_mode"] == "online"
+    assert a["metrics"] == b["metrics"] and a["teacher_mode"] == "shared"
     strip = lambda h: [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in h]  # noqa: E731
     assert strip(a["history"]) == strip(b["history"]) and len(a["history"]) == 2
     for run in (teacher, cfg):

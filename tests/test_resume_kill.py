@@ -36,7 +36,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (
 
 GRID_YAML = """\
 # 3 runs on 32 px synthetic chest X-rays: a teacher on institution B, a scratch
-# student and a kd student (augmented, online teacher) on institution C
+# student and a kd student (augmented: the teacher runs once per epoch's view) on institution C
 runs:
   teacher_B:
     data: {dataset: synthetic-chest, image_size: 32, options: {institution: B, n: 128}, val_n: 48, test_n: 48}
@@ -231,7 +231,8 @@ def supervise_grid(work: Path) -> None:
 
 def _cache_child(work: Path, kill: dict) -> None:
     """One attempt at building the image cache of the PNGs in ``work/img``, killed as ``kill`` says."""
-    from kdmed.data.cache import FolderDataset, cached_image_array
+    from kdmed.data.cache import cached_image_array
+    from kdmed.data.folder import FolderDataset
 
     ds = FolderDataset(sorted((work / "img").glob("*.png")), image_size=24)
     if "row" in kill:  # die while decoding image number ``row``
@@ -301,7 +302,8 @@ def test_sigkill_at_any_point_then_rerun_gives_the_uninterrupted_results(tmp_pat
     import pandas as pd
     import torch
 
-    from kdmed.runner import ResultStore, load_configs, run_key
+    from kdmed.config import load_configs, run_key
+    from kdmed.store import ResultStore
 
     (tmp_path / "grid.yml").write_text(GRID_YAML)
     report = _supervisor("supervise-grid", tmp_path, timeout=400)
@@ -351,7 +353,7 @@ def test_sigkill_at_any_point_then_rerun_gives_the_uninterrupted_results(tmp_pat
     # the last planned kill (after the kd run's model.pt) left its final checkpoint: the cold run resumed it
     assert ResultStore(tmp_path / "killed").load_result(configs["kd_C"])["resumed_from_epoch"] == 2
     assert ref.load_result(configs["kd_C"])["resumed_from_epoch"] == 0
-    assert ref.load_result(configs["kd_C"])["teacher_mode"] == "online"
+    assert ref.load_result(configs["kd_C"])["teacher_mode"] == "shared"
     _check_status_cli(tmp_path, configs, capsys)
     print(f"kills survived: {killed} planned + {len(timed) - 1} timed; reference grid {report['reference']['seconds']} s")
 
@@ -359,7 +361,7 @@ def test_sigkill_at_any_point_then_rerun_gives_the_uninterrupted_results(tmp_pat
 def _check_status_cli(tmp_path, configs, capsys) -> None:
     """``status`` lists the runs; a tampered result stops ``run-grid`` with exit code 1 before anything trains."""
     from kdmed import cli
-    from kdmed.runner import ResultStore
+    from kdmed.store import ResultStore
 
     grid, results = str(tmp_path / "grid.yml"), str(tmp_path / "timed")
     assert cli.main(["status", "--results", results]) == 0
@@ -380,7 +382,8 @@ def _check_status_cli(tmp_path, configs, capsys) -> None:
 def test_image_cache_survives_sigkill_at_every_step(tmp_path):
     from PIL import Image
 
-    from kdmed.data.cache import FolderDataset, cache_key
+    from kdmed.data.cache import cache_key
+    from kdmed.data.folder import FolderDataset
 
     rng = np.random.default_rng(0)
     (tmp_path / "img").mkdir()

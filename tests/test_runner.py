@@ -10,25 +10,21 @@ import pytest
 import torch
 
 import kdmed
-from kdmed.models import load_model
-from kdmed.runner import (
+from kdmed.config import (
     DataSpec,
-    ResultStore,
     RunConfig,
-    StaleResultError,
     TrainSpec,
     config_from_dict,
     expand_grid,
     load_config,
     load_configs,
-    load_history,
-    load_result,
-    load_scores,
     replace,
-    run_grid,
     run_key,
-    run_one,
 )
+from kdmed.grid import run_grid
+from kdmed.models import load_model
+from kdmed.runner import run_one
+from kdmed.store import CodeState, ResultStore, StaleResultError, load_history, load_result, load_scores
 from kdmed.train import TIMING_COLUMNS
 
 # tiny test sets lack positives of rare classes; the metrics module warns about it on purpose
@@ -68,10 +64,11 @@ def test_config_round_trip_and_key_fields():
     assert hash(KD) == hash(again)
 
 
-def test_key_depends_on_library_version(monkeypatch):
+def test_key_is_the_configuration_only(monkeypatch):
+    # the code that computed a run is checked by the store (a stale run), not hidden in a new key
     key = run_key(SCRATCH)
     monkeypatch.setattr(kdmed, "__version__", "999.0")
-    assert run_key(SCRATCH) != key
+    assert run_key(SCRATCH) == key
 
 
 def test_config_validation_messages():
@@ -83,7 +80,7 @@ def test_config_validation_messages():
         RunConfig(name="x", strategy="transfer")
     with pytest.raises(ValueError, match="'scratch' starts from init='random'"):
         RunConfig(name="x", arch="resnet18", strategy="scratch", init="imagenet")
-    with pytest.raises(ValueError, match="init=.imagenet. needs arch .densenet121. or .resnet18., not .small_cnn."):
+    with pytest.raises(ValueError, match=r"init=.imagenet. needs an arch with ImageNet weights \(densenet121, resnet18\), not .small_cnn."):
         RunConfig(name="x", strategy="transfer", init="imagenet")
     with pytest.raises(ValueError, match="ImageNet teacher .* only teach by attention transfer"):
         RunConfig(name="x", strategy="kd", teacher="imagenet", teacher_arch="resnet18")
@@ -195,17 +192,21 @@ def test_stale_results_are_reported_not_used(tmp_path, monkeypatch):
         run_grid([cfg], store, progress=False)
     assert len(store.trained) == 1
 
-    # after a library upgrade the old folder no longer matches its key: a miss, and scan says stale
-    monkeypatch.setattr(kdmed, "__version__", "999.0")
-    assert store.status(cfg) == "missing"
-    scan = store.scan()
-    assert list(scan["status"]) == ["stale"] and "kdmed 0" in scan.loc[0, "reason"]
+    # a store judged against other code sees the run as stale, and scan says why
+    path.write_text(json.dumps({**record, "key_config": cfg.key_dict()}))
+    now = dict(store.code.modules)
+    other = ResultStore(tmp_path, code=CodeState("0123456789abcdef", tuple(sorted({**now, "kdmed.train": "x"}.items()))))
+    assert other.status(cfg) == "stale"
+    scan = other.scan()
+    assert list(scan["status"]) == ["stale"] and "computed by other code" in scan.loc[0, "reason"]
+    with pytest.raises(StaleResultError, match=r"is stale: computed by other code .*changed: kdmed.train\)"):
+        load_result(cfg, other)
 
 
 def test_resume_through_run_one_and_determinism(tmp_path):
-    cfg = replace(KD, **{"train.augment": True})  # online teacher, augmented batches
+    cfg = replace(KD, **{"train.augment": True})  # augmented: a teacher pass per epoch's view
     straight = run_one(cfg, ResultStore(tmp_path / "a"), quiet=True)
-    assert straight["teacher_mode"] == "online"
+    assert straight["teacher_mode"] == "shared"
     twin = run_one(cfg, ResultStore(tmp_path / "b"), quiet=True)
     assert twin["metrics"] == straight["metrics"] and _strip(twin["history"]) == _strip(straight["history"])
 
@@ -258,7 +259,7 @@ def test_cross_domain_teacher_teaches_by_attention_only(tmp_path):
     teacher = load_result(fundus, store)
     assert teacher["task"] == "multiclass" and teacher["classes"] == [f"grade {g}" for g in range(5)]
     assert "accuracy" in teacher["metrics"] and "quadratic_kappa" in teacher["metrics"]
-    assert result["classes"][0] == "No Finding" and result["teacher_mode"] == "online"
+    assert result["classes"][0] == "No Finding" and result["teacher_mode"] == "cached"
     assert result["strategy"]["student_taps"] == ["block2"] and result["strategy"]["teacher_taps"] == ["block2"]
     assert load_history(at, store)["train_at"].gt(0).all()
     with pytest.raises(ValueError, match=r"teacher 'fundus-teacher' predicts \['grade 0'.*distillation \(kd\) needs the same"):

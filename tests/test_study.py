@@ -6,25 +6,35 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import dataclasses
+
 from kdmed.analysis import mean_table, pooled_gain, verdict
 from kdmed.claims import measure_claims
-from kdmed.runner import RunConfig, load_result
-from kdmed.study import METHODS, Study, cross_domain_grid, grid, regularization_grid
+from kdmed.config import RunConfig
+from kdmed.methods import METHODS
+from kdmed.store import load_result
+from kdmed.study import Study, StudyError, cross_domain_grid, grid, regularization_grid
 
 TINY = dict(image_size=32, teacher_n=60, pretrain_n=60, target_n=40, target_sizes=(40,), val_n=40, test_n=60,
             seeds=(0, 1), epochs=1, teacher_epochs=1, batch_size=16, lr=0.003, patience=1, device="cpu",
             teacher_arch="small_cnn")
 
 
+def _study(**changes) -> Study:
+    return dataclasses.replace(Study.from_profile("default"), **changes)
+
+
 def test_methods_wire_strategy_init_and_teacher():
-    s = Study()
-    for method, (strategy, pretrained, taught) in METHODS.items():
-        cfg = s.student(method, 250, seed=3)
-        assert cfg.strategy == strategy
-        assert isinstance(cfg.init, RunConfig) == pretrained
-        assert (cfg.teacher is not None) == taught
+    s = _study()
+    for name, m in METHODS.items():
+        cfg = s.student(name, 250, seed=3)
+        assert cfg.strategy == m.strategy
+        assert isinstance(cfg.init, RunConfig) == m.pretrained
+        assert (cfg.teacher is not None) == m.taught
+        assert (cfg.freeze_through is not None) == m.frozen
         assert cfg.data.train_n == 250 and cfg.data.subset_seed == 3 and cfg.seed == 3
         assert cfg.data.option_dict == {"institution": "C"}
+    assert s.student("transfer-frozen", 250, 0).freeze_through == "block3"
     kd = s.student("transfer+kd", 250, 0)
     assert kd.init.data.option_dict == {"institution": "A"} and kd.init.arch == s.student_arch
     assert kd.teacher.data.option_dict == {"institution": "C"} and kd.teacher.arch == s.teacher_arch
@@ -32,7 +42,7 @@ def test_methods_wire_strategy_init_and_teacher():
 
 
 def test_the_teacher_chapter_and_the_students_name_the_same_cached_run():
-    s = Study()
+    s = _study()
     assert s.teacher().key == s.student("kd", 500, 1).teacher.key
     assert s.pretrained_init().key == s.student("transfer", 500, 1).init.key
     # a weaker teacher is another run
@@ -40,14 +50,14 @@ def test_the_teacher_chapter_and_the_students_name_the_same_cached_run():
 
 
 def test_grid_sizes_and_labels():
-    s = Study()
+    s = _study()
     configs, labels = grid(s, ["scratch", "kd"], [100, 200, 400], [0, 1])
     assert len(configs) == 12 and [lab["method"] for lab in labels].count("kd") == 6
     assert len({c.key for c in configs}) == 12
 
 
 def test_cross_domain_grid_uses_attention_only_for_another_label_space():
-    s = Study(seeds=(0,))
+    s = _study(seeds=(0,))
     configs, labels = cross_domain_grid(s, ["transfer", "kd", "at", "kd+at"])
     fundus = [(c, lab) for c, lab in zip(configs, labels) if lab["domain"].startswith("fundus")]
     assert sorted(lab["method"] for _, lab in fundus) == ["at", "transfer"]
@@ -56,24 +66,24 @@ def test_cross_domain_grid_uses_attention_only_for_another_label_space():
         assert source.data.dataset == "synthetic-fundus"
     assert len(configs) == 1 + 4 + 4 + 4 + 2
     # real data: the other dataset has another label space, so it teaches by attention only
-    real = Study(setting="chexpert")
+    real = _study(setting="chexpert")
     assert real.same_label_space("teacher") and not real.same_label_space("other-chest")
 
 
 def test_regularization_runs_do_not_stop_early():
-    s = Study(epochs=7, patience=2)
+    s = _study(epochs=7, patience=2)
     configs, _ = regularization_grid(s, ["scratch", "kd"])
     assert all(c.train.patience == 7 for c in configs)
 
 
 def test_real_settings_name_the_missing_folder(tmp_path):
     with pytest.raises(ValueError, match="chexpert_root"):
-        Study(setting="chexpert").target_data()
-    assert Study(setting="chestxray8", nih_root=str(tmp_path)).missing_roots() == ["chexpert_root = None"]
+        _study(setting="chexpert").target_data()
+    assert _study(setting="chestxray8", nih_root=str(tmp_path)).missing_roots() == ["chexpert_root = None"]
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        Study(setting="chexpert", chexpert_root=str(tmp_path / "nowhere")).target_data()
+        _study(setting="chexpert", chexpert_root=str(tmp_path / "nowhere")).target_data()
     with pytest.raises(ValueError, match="setting must be one of"):
-        Study(setting="imagenet")
+        _study(setting="imagenet")
 
 
 def test_mean_table_matches_a_hand_t_interval():
@@ -101,8 +111,9 @@ def test_pooled_gain_averages_seeds():
 
 
 @pytest.mark.slow
-def test_claims_are_measured_from_cached_runs_only(tmp_path):
-    s = Study(profile="tiny", results_dir=str(tmp_path), **TINY)
+def test_claims_are_measured_from_cached_runs_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDMED_RESULTS_DIR", str(tmp_path))
+    s = _study(profile="tiny", **TINY)
     before = measure_claims(s).set_index("claim")
     assert (before["verdict"] == "not run under this profile").all()
 
@@ -127,25 +138,36 @@ def _t_bounds(values):
     return ci["low"], ci["high"]
 
 
-def test_every_chapter_declares_the_study_defaults():
-    """The study's knobs are repeated in each chapter's parameters cell (papermill needs them there):
-    their defaults must stay those of :class:`Study`, so a chapter run by hand agrees with the others."""
-    import dataclasses
+def test_each_study_value_lives_in_the_profile_only(repo):
+    """Chapters declare only ``profile``; every study value comes from the profile YAML."""
+    from kdmed.profiles import available_profiles, chapter_parameters, load_profile
 
-    from kdmed.profiles import Nullable, chapter_parameters
-    from kdmed.utils import repo_root
-
-    defaults = {f.name: f.default for f in dataclasses.fields(Study)}
-    chapters = sorted((repo_root() / "book").glob("0*.py"))
+    chapters = sorted((repo / "book").glob("0*.py"))
     assert len(chapters) == 6
     for path in chapters:
-        declared = chapter_parameters(path)
-        study_knobs = {k: v for k, v in declared.items() if k in defaults}
-        assert "setting" in study_knobs, f"{path.name} does not declare the study's parameters"
-        for name, value in study_knobs.items():
-            value = value.value if isinstance(value, Nullable) else value
-            expected = defaults[name]
-            expected = list(expected) if isinstance(expected, tuple) else expected
-            assert value == expected, f"{path.name}: {name} = {value!r}, but Study says {expected!r}"
-        missing = {"setting", "image_size", "seeds", "target_n", "epochs", "temperature", "alpha"} - set(study_knobs)
-        assert not missing, f"{path.name} lacks {missing}"
+        assert chapter_parameters(path) == {"profile": "default"}, path.name
+    required = {f.name for f in dataclasses.fields(Study) if f.default is dataclasses.MISSING} - {"profile"}
+    for name in available_profiles():
+        assert required <= set(load_profile(name).study), name
+        Study.from_profile(name)  # valid
+    # Study has no default of its own for a knob (only the dataset folders, which are machine paths)
+    defaulted = {f.name for f in dataclasses.fields(Study) if f.default is not dataclasses.MISSING}
+    assert defaulted == {"chexpert_root", "nih_root", "dr_root"}
+
+
+def test_overrides_are_checked_and_papermill_strings_read_as_yaml():
+    s = Study.from_profile("smoke", {"seeds": "[0, 1, 2]", "temperature": 2, "teacher_n": None})
+    assert s.seeds == (0, 1, 2) and s.temperature == 2.0 and isinstance(s.temperature, float) and s.teacher_n is None
+    with pytest.raises(StudyError, match=r"seeds expects a list, got int 3"):
+        Study.from_profile("smoke", {"seeds": 3})
+    with pytest.raises(StudyError, match=r"epochs expects an int, got str 'many'"):
+        Study.from_profile("smoke", {"epochs": "many"})
+    with pytest.raises(StudyError, match=r"override\(s\) \['temprature'\] are not study parameters"):
+        Study.from_profile("smoke", {"temprature": 2.0})
+    with pytest.raises(StudyError, match="missing study parameter"):
+        Study.from_mapping({"profile": "x", "setting": "synthetic"})
+
+
+def test_a_chapter_namespace_takes_the_injected_study_fields():
+    s = Study.from_namespace({"profile": "smoke", "temperature": 8.0, "plt": object(), "seeds": "[5]"})
+    assert s.temperature == 8.0 and s.seeds == (5,) and s.profile == "smoke"

@@ -1,6 +1,6 @@
 """Summaries the chapters show: means over seeds with CIs, paired gains, histories, teacher evaluations.
 
-Everything here reads cached runs (:mod:`kdmed.runner`); nothing trains.
+Everything here reads stored runs (:mod:`kdmed.store`); nothing trains.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from kdmed.metrics import evaluate, macro_auc, mean_ci, paired_bootstrap
-from kdmed.runner import DataSpec, ResultStore, RunConfig, load_history, load_result, load_scores
+from kdmed.config import RunConfig
+from kdmed.store import ResultStore, load_history, load_result, load_scores
 
 
 def mean_table(table: pd.DataFrame, by: Sequence[str], value: str = "macro_auc", ci: float = 0.95) -> pd.DataFrame:
@@ -90,28 +91,11 @@ def convergence_table(store: ResultStore, runs: Sequence[RunConfig], labels: Seq
         h = pd.DataFrame(res["history"])
         last = h.iloc[-1]
         rows.append({**lab, "seed": cfg.seed, "best_epoch": res["best_epoch"], "epochs_run": res["epochs_run"],
-                     "auc_gap": float(last.get("train_macro_auc", np.nan) - last["val_macro_auc"]),
-                     "loss_gap": float(last["val_loss"] - last.get("train_task", last["train_loss"])),
+                     "auc_gap": float(last.get("train_eval_macro_auc", np.nan) - last["val_macro_auc"]),
+                     "loss_gap": float(last["val_loss"] - last.get("train_eval_loss", np.nan)),
                      "best_val_auc": res["best_val_macro_auc"], "test_auc": res["metrics"]["macro_auc"]})
     per_run = pd.DataFrame(rows)
     return per_run.groupby(by, sort=False)[["best_epoch", "auc_gap", "loss_gap", "best_val_auc", "test_auc"]].mean()
-
-
-def predict_run(cfg: RunConfig, store: ResultStore, data: DataSpec, split: str = "test",
-                batch_size: int = 128) -> dict[str, np.ndarray]:
-    """Scores of the stored model of ``cfg`` on ``split`` of ``data`` (e.g. a teacher on the target test set)."""
-    from kdmed.loader import ArrayLoader
-    from kdmed.models import load_model
-    from kdmed.runner import load_split, resolve_device
-    from kdmed.train import predict
-
-    load_result(cfg, store)  # refuses a missing or stale run
-    d = load_split(data, split, progress=False)
-    device = resolve_device(cfg.train.device)
-    model, _ = load_model(store.run_dir(cfg) / "model.pt", device=device)
-    loader = ArrayLoader(d.images, d.labels, batch_size=batch_size, shuffle=False, device=device)
-    return {"y_true": d.labels, "y_score": predict(model, loader), "patient_ids": np.asarray(d.dataset.patient_ids),
-            "classes": list(d.dataset.classes), "task": d.dataset.task}
 
 
 def evaluate_with_ci(scores: dict[str, Any], n_boot: int = 1000) -> tuple[dict[str, Any], pd.DataFrame]:

@@ -32,6 +32,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from kdmed.profiles import (
+    PROFILES_ENV,
     Profile,
     ProfileError,
     chapter_parameters,
@@ -39,6 +40,9 @@ from kdmed.profiles import (
     parse_overrides,
     resolve_parameters,
 )
+from kdmed.progress import ENV_VAR as PROGRESS_ENV
+from kdmed.progress import Tail
+from kdmed.store import FROZEN_ENV
 from kdmed.utils import atomic_path, atomic_write_json, atomic_write_text, repo_root
 
 KERNEL_NAME = "python3"
@@ -194,12 +198,13 @@ def _known_parameter_filter(record: logging.LogRecord) -> bool:
 
 
 def execute_chapter(layout: BookLayout, stem: str, source: Path, parameters: Mapping[str, Any],
-                    out_dir: Path, progress: bool = False) -> Path:
+                    out_dir: Path, progress: bool = False, env: Mapping[str, str] | None = None) -> Path:
     """Execute one Jupytext chapter with papermill into ``out_dir/<stem>.ipynb``.
 
     The notebook runs in ``layout.root`` with the ``python3`` kernel. On an error the
     executed notebook is kept as ``<stem>.failed.ipynb`` and :class:`ChapterFailed`
     is raised; ``<stem>.ipynb`` is only ever replaced by a complete, successful run.
+    ``env``: variables set for the kernel (and restored afterwards in this process).
     """
     import jupytext
     import nbformat
@@ -219,8 +224,9 @@ def execute_chapter(layout: BookLayout, stem: str, source: Path, parameters: Map
         nbformat.write(notebook, str(tmp))
     # the kernel inherits this process's environment: an MPLBACKEND=Agg set for
     # headless tests would make plt.show() draw nothing into the notebook
-    saved_backend = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    kernel_env = {"MPLBACKEND": "module://matplotlib_inline.backend_inline", **(env or {})}
+    saved = {k: os.environ.get(k) for k in kernel_env}
+    os.environ.update(kernel_env)
     try:
         papermill.execute_notebook(
             str(staged_input), str(running), parameters=dict(parameters),
@@ -239,10 +245,11 @@ def execute_chapter(layout: BookLayout, stem: str, source: Path, parameters: Map
         raise ChapterFailed(stem, type(err).__name__, str(err), "", failed if failed.exists() else None) from err
     finally:
         staged_input.unlink(missing_ok=True)
-        if saved_backend is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = saved_backend
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     os.replace(running, final)
     failed.unlink(missing_ok=True)
     return final
@@ -443,8 +450,14 @@ def build(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     layout: BookLayout | None = None,
     progress: bool = False,
+    frozen: bool = False,
 ) -> BuildResult:
     """Validate, execute the chapters (all, or ``chapters``) in toc order, render, swap in ``_build/html``.
+
+    ``frozen``: a render-only build: the chapters' results stores refuse to train, so a
+    missing or stale run fails the chapter with the list of runs. What the chapters'
+    runs do (reused, trained, stale and why, progress with an estimate) is printed as it
+    happens (:mod:`kdmed.progress`).
 
     Chapters not executed in this call are rendered from their last successful run
     in ``_build/executed/<profile>/`` when there is one, and left out otherwise.
@@ -461,11 +474,17 @@ def build(
     sources = chapter_sources(layout)
     out_dir = layout.executed_dir(profile)
     seconds: dict[str, float] = {}
+    progress_file = layout.build_dir / "logs" / f"runs-{profile}.log"
+    progress_file.parent.mkdir(parents=True, exist_ok=True)
+    env = {FROZEN_ENV: "1" if frozen else "0", PROGRESS_ENV: str(progress_file),
+           PROFILES_ENV: str(layout.profiles_dir)}
     for i, (stem, values) in enumerate(params.items(), start=1):
-        _log(f"[{i}/{len(params)}] {stem}: executing ({', '.join(f'{k}={v!r}' for k, v in values.items())})")
+        _log(f"[{i}/{len(params)}] {stem}: executing ({', '.join(f'{k}={v!r}' for k, v in values.items())})"
+             + (" [frozen: render only]" if frozen else ""))
         start = time.perf_counter()
         try:
-            execute_chapter(layout, stem, sources[stem], values, out_dir, progress=progress)
+            with Tail(progress_file, lambda line, stem=stem: _log(f"    {stem}: {line}")):
+                execute_chapter(layout, stem, sources[stem], values, out_dir, progress=progress, env=env)
         finally:
             seconds[stem] = time.perf_counter() - start
         _log(f"[{i}/{len(params)}] {stem}: done in {seconds[stem]:.1f} s")
@@ -606,11 +625,14 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a profile (and --param overrides) against the chapters; run nothing")
     for p in (b, v):
         p.add_argument("--profile", required=True, help="a profile in book/profiles (smoke, default, gpu, full)")
-        p.add_argument("--param", action="append", default=[], metavar="CHAPTER.NAME=VALUE",
-                       help="override one papermill parameter (VALUE is read as YAML); repeatable")
+        p.add_argument("--param", action="append", default=[], metavar="[CHAPTER.]NAME=VALUE",
+                       help="override a study parameter or a chapter's parameter, in every chapter or in CHAPTER "
+                            "(VALUE is read as YAML); repeatable")
         p.add_argument("--chapters", default="", help="comma-separated chapter stems to execute (default: all)")
     b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="papermill's per-cell progress bar (default: on when stderr is a terminal)")
+    b.add_argument("--frozen", action="store_true",
+                   help="render only from the results store: train nothing, fail listing missing or stale runs")
     c = sub.add_parser("check-html", help="check the rendered book's pages, figures and glued values")
     c.add_argument("--build-dir", default=None, help="the build folder holding html/ (default: _build)")
     return parser
@@ -642,7 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         progress = sys.stderr.isatty() if args.progress is None else args.progress
         start = time.perf_counter()
-        result = build(args.profile, only, overrides, layout, progress=progress)
+        result = build(args.profile, only, overrides, layout, progress=progress, frozen=args.frozen)
         print(f"built profile {args.profile!r} in {time.perf_counter() - start:.1f} s: {result.html_dir / 'index.html'}")
         return 0
     except ProfileError as err:

@@ -14,7 +14,8 @@ import pandas as pd
 from kdmed.analysis import paired_gains, pooled_gain, verdict
 from kdmed.metrics import mean_ci
 from kdmed.paper import CLAIMS
-from kdmed.runner import RunConfig, load_result
+from kdmed.config import RunConfig
+from kdmed.store import load_result
 from kdmed.study import CROSS_DOMAINS, Study, cross_domain_grid, regularization_grid
 
 #: claims measured by kd − transfer, and the setting where the real data of the claim is used
@@ -95,7 +96,7 @@ def _regularization_rows(study: Study) -> list[dict[str, Any]]:
         res = load_result(c, store)
         last = res["history"][-1]
         per.setdefault(lab["method"], {})[c.seed] = {
-            "gap": last.get("train_macro_auc", np.nan) - last["val_macro_auc"], "best_epoch": res["best_epoch"]}
+            "gap": last.get("train_eval_macro_auc", np.nan) - last["val_macro_auc"], "best_epoch": res["best_epoch"]}
     seeds = sorted(per["scratch"])
     gap_diff = np.array([per["scratch"][s]["gap"] - per["kd"][s]["gap"] for s in seeds], dtype=float)
     epoch_diff = np.array([per["scratch"][s]["best_epoch"] - per["kd"][s]["best_epoch"] for s in seeds], dtype=float)

@@ -23,22 +23,18 @@ process (``tests/test_distributed.py``). Augmentation draws depend on the rank,
 so an augmented multi-process run is statistically, not bitwise, equal to a
 single-process one.
 
-Command line (the process group comes from torchrun's environment)::
+This module is a leaf of process-group helpers: it imports nothing of kdmed. The
+command line that trains under torchrun is ``python -m kdmed.cli train-ddp``
+(see :mod:`kdmed.cli`)::
 
-    torchrun --nproc_per_node=2 -m kdmed.distributed train --config run.yml --results results/x
-
-``run.yml`` holds one run's fields (:func:`kdmed.runner.load_config`) or a
-``runs:`` mapping (:func:`kdmed.runner.load_configs`); every run it names is
-trained (teachers and initialisations first) into the results store.
+    torchrun --nproc_per_node=2 -m kdmed.cli train-ddp --config run.yml --results results/x
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import os
-import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -330,85 +326,3 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
             raise ValueError("the model itself is a BatchNorm layer; wrap it in a module first")
         return DDP(model, device_ids=[device.index if device.index is not None else torch.cuda.current_device()])
     return DDP(model)
-
-
-# ---------------------------------------------------------------------------- command line
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m kdmed.distributed",
-                                     description="Train run configs with DistributedDataParallel under torchrun.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train the run(s) of a YAML config into a results store")
-    train.add_argument("--config", required=True, help="YAML: one run's fields, or a 'runs:' mapping")
-    train.add_argument("--results", required=True, help="results store folder (kdmed.runner.ResultStore)")
-    train.add_argument("--run", action="append", default=None,
-                       help="with a 'runs:' file, train only the run(s) with this name (repeatable)")
-    train.add_argument("--backend", choices=BACKENDS, default=None, help="default: nccl on CUDA, gloo on CPU")
-    train.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
-
-
-def read_configs(path: str, names: Sequence[str] | None = None) -> list:
-    """The run configs of a YAML file (one run, or a ``runs:`` mapping filtered by ``names``)."""
-    from pathlib import Path
-
-    import yaml
-
-    from kdmed.runner import load_config, load_configs
-
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as err:
-        raise FileNotFoundError(f"{path}: cannot read the run config ({err})") from err
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {err}") from err
-    if isinstance(data, dict) and "runs" in data:
-        configs = load_configs(path)
-        if names:
-            known = [c.name for c in configs]
-            unknown = [n for n in names if n not in known]
-            if unknown:
-                raise ValueError(f"{path}: no run named {unknown}; runs in the file: {known}")
-            configs = [c for c in configs if c.name in names]
-        return configs
-    if names:
-        raise ValueError(f"{path} holds a single run; --run only applies to a 'runs:' file")
-    return [load_config(path)]
-
-
-def train_main(args: argparse.Namespace) -> int:
-    """The ``train`` command: train every run of ``--config`` into ``--results`` on all ranks."""
-    from kdmed.runner import ResultStore, resolve_device, run_one
-
-    configs = read_configs(args.config, args.run)
-    devices = {resolve_device(c.train.device) for c in configs}
-    if len(devices) != 1:
-        raise ValueError(f"{args.config}: all runs must train on one kind of device, got {sorted(devices)}")
-    layout = init_from_env(args.backend, devices.pop())
-    try:
-        store = ResultStore(args.results)
-        for cfg in configs:
-            result = run_one(cfg, store, quiet=args.quiet)
-            if is_main_process():
-                test_auc = result["metrics"].get("macro_auc")
-                print(f"{cfg.name}: key {result['key']} best val macro-AUC {result['best_val_macro_auc']:.4f} "
-                      f"(epoch {result['best_epoch']}), test macro-AUC "
-                      f"{'n/a' if test_auc is None else format(test_auc, '.4f')}, {layout.world_size} process(es)",
-                      flush=True)
-    finally:
-        shutdown()
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point (see the module docstring)."""
-    args = _parser().parse_args(argv)
-    where = os.environ.get("RANK", "0")
-    try:
-        return train_main(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"kdmed.distributed: error (rank {where}): {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

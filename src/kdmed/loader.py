@@ -83,10 +83,41 @@ def affine_augment(x: torch.Tensor, angles_deg: torch.Tensor, flips: torch.Tenso
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def _seed_int(*words: int) -> int:
-    """A 63-bit seed derived from the words (stable across runs and platforms)."""
-    state = np.random.SeedSequence([int(w) for w in words]).generate_state(2, np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    # SplitMix64's finaliser: a bijective mix of 64-bit words (Steele et al. 2014)
+    with np.errstate(over="ignore"):
+        x = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK64
+        x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
+        x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
+        return x ^ (x >> np.uint64(31))
+
+
+def view_uniforms(view_seed: int, epoch: int, ids: np.ndarray, k: int = 2) -> np.ndarray:
+    """``[len(ids), k]`` uniforms in [0, 1) that depend only on ``(view_seed, epoch, id)``.
+
+    The augmentation of an image in an epoch is a pure function of these numbers, so
+    every run with the same view seed sees the same view of an image whatever its
+    batch, shuffle, rank or subset (and a teacher's outputs on it can be shared).
+    """
+    ids = np.asarray(ids, dtype=np.uint64)
+    base = _splitmix64(_splitmix64(np.uint64(view_seed)) ^ np.uint64(epoch))
+    out = np.empty((ids.size, k), dtype=np.float64)
+    for j in range(k):
+        bits = _splitmix64(_splitmix64(ids ^ base) + np.uint64(j + 1))
+        out[:, j] = (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    return out
+
+
+def view_parameters(augment: Mapping[str, Any], view_seed: int, epoch: int,
+                    ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image ``(flips, angles in degrees)`` of :func:`view_uniforms` for ``augment``."""
+    u = view_uniforms(view_seed, epoch, ids)
+    flips = torch.from_numpy(u[:, 0] < 0.5) if augment["hflip"] else torch.zeros(len(u), dtype=torch.bool)
+    angles = torch.from_numpy((u[:, 1] * 2 - 1) * augment["rotate"])
+    return flips, angles
 
 
 class ArrayLoader:
@@ -95,8 +126,10 @@ class ArrayLoader:
     ``images``: uint8 ``[N, C, H, W]`` ndarray or memmap, C = 1 (grey, repeated to 3
     channels on the device) or 3; ``labels``: float ``[N, K]`` (NaN = unknown, kept).
     ``indices``: the rows to use (default all). The order of an epoch depends only on
-    ``(seed, epoch)`` (see :meth:`set_epoch`); the augmentation on ``(seed, epoch,
-    rank, batch)``. With ``world_size > 1`` each rank gets every ``world_size``-th
+    ``(seed, epoch)`` (see :meth:`set_epoch`); the augmentation of each image only on
+    ``(view_seed, epoch, view_ids[row])`` (:func:`view_uniforms`; ``view_seed``
+    defaults to ``seed``, ``view_ids`` to the row numbers: give the images' stable
+    ids, e.g. their rows in the full split, so nested subsets share views). With ``world_size > 1`` each rank gets every ``world_size``-th
     element of the same permutation, padded by repetition to equal length (like
     ``DistributedSampler``). ``prefetch`` batches are gathered and pinned by a
     background thread (default: 2 on CUDA, none on CPU).
@@ -118,6 +151,8 @@ class ArrayLoader:
         world_size: int = 1,
         channels_last: bool | None = None,
         prefetch: int | None = None,
+        view_seed: int | None = None,
+        view_ids: np.ndarray | None = None,
     ) -> None:
         if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
             desc = f"{type(images).__name__} {getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}"
@@ -152,8 +187,18 @@ class ArrayLoader:
         if rows.size == 0:
             raise ValueError("the loader has no rows (empty images or indices)")
 
+        if view_ids is None:
+            view_ids = np.arange(n, dtype=np.int64)
+        view_ids = np.asarray(view_ids)
+        if view_ids.shape != (n,) or (n and not np.issubdtype(view_ids.dtype, np.integer)) or \
+                (n and view_ids.min() < 0):
+            raise ValueError(f"view_ids must be {n} non-negative ints (one per image), got shape {view_ids.shape}")
+        if view_seed is not None and (not isinstance(view_seed, (int, np.integer)) or view_seed < 0):
+            raise ValueError(f"view_seed must be a non-negative int, got {view_seed!r}")
         self.images = images
         self.labels = labels.astype(np.float32, copy=False)
+        self.view_ids = view_ids.astype(np.int64)
+        self.view_seed = int(seed if view_seed is None else view_seed)
         self.rows = rows
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -258,14 +303,22 @@ class ArrayLoader:
             stop.set()
             thread.join()
 
-    def _to_device(self, x: torch.Tensor, batch_no: int) -> torch.Tensor:
+    @property
+    def augments(self) -> bool:
+        """Whether the images change between epochs (a flip or a rotation is on)."""
+        return bool(self.augment["hflip"] or self.augment["rotate"] > 0)
+
+    def view(self, rows: np.ndarray, epoch: int) -> torch.Tensor:
+        """The images of array ``rows`` as epoch ``epoch`` shows them (augmented, normalised, on the device)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        x = torch.from_numpy(np.ascontiguousarray(self.images[rows]))
+        return self._to_device(x, torch.from_numpy(rows), epoch)
+
+    def _to_device(self, x: torch.Tensor, rows: torch.Tensor, epoch: int | None = None) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True).float().div_(255.0)
-        aug = self.augment
-        if aug["hflip"] or aug["rotate"] > 0:
-            g = torch.Generator().manual_seed(_seed_int(self.seed, self.epoch, self.rank, batch_no))
-            b = x.shape[0]
-            flips = torch.rand(b, generator=g) < 0.5 if aug["hflip"] else torch.zeros(b, dtype=torch.bool)
-            angles = (torch.rand(b, generator=g, dtype=torch.float64) * 2 - 1) * aug["rotate"]
+        if self.augments:
+            epoch = self.epoch if epoch is None else epoch
+            flips, angles = view_parameters(self.augment, self.view_seed, epoch, self.view_ids[rows.numpy()])
             x = affine_augment(x, angles, flips)
         # broadcasting a grey [B, 1, H, W] batch against the 3 channel means makes it RGB
         x = (x - self._mean) / self._std
@@ -275,9 +328,9 @@ class ArrayLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         source = self._prefetched() if self.prefetch > 0 else self._host_batches()
-        for batch_no, (x, y, i) in enumerate(source):
+        for x, y, i in source:
             yield Batch(
-                self._to_device(x, batch_no),
+                self._to_device(x, i),
                 y.to(self.device, non_blocking=True),
                 i.to(self.device, non_blocking=True),
             )

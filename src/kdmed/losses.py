@@ -99,6 +99,13 @@ def task_loss(task: str, logits: Tensor, targets: Tensor) -> Tensor:
     return _masked_bce(logits, targets)
 
 
+def _number(owner: str, name: str, value: Any) -> float:
+    # the settings come from the run's config (kdmed.config): no default here
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{owner} needs {name} (a number, from the run's configuration), got {value!r}")
+    return float(value)
+
+
 class TaskLoss(nn.Module):
     """Plain supervised loss.
 
@@ -107,7 +114,7 @@ class TaskLoss(nn.Module):
     * multiclass: ``mean_{b: row b known} CE(z_b, argmax y_b)`` over rows without NaN.
     """
 
-    def __init__(self, task: str = "multilabel") -> None:
+    def __init__(self, task: str) -> None:
         super().__init__()
         self.task = _check_task(task)
 
@@ -155,10 +162,10 @@ class KDLoss(nn.Module):
     temperatures (Hinton et al. 2015).
     """
 
-    def __init__(self, temperature: float = 4.0, alpha: float = 0.5, task: str = "multilabel") -> None:
+    def __init__(self, temperature: float, alpha: float, task: str) -> None:
         super().__init__()
-        temperature = float(temperature)
-        alpha = float(alpha)
+        temperature = _number("KDLoss", "temperature", temperature)
+        alpha = _number("KDLoss", "alpha", alpha)
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0; got temperature={temperature}")
         if not 0.0 <= alpha <= 1.0:
@@ -190,7 +197,7 @@ class KDLoss(nn.Module):
         return f"temperature={self.temperature}, alpha={self.alpha}, task={self.task!r}"
 
 
-def attention_map(feature: Tensor, p: float = 2.0, size: tuple[int, int] | None = None,
+def attention_map(feature: Tensor, p: float, size: tuple[int, int] | None = None,
                   normalize: bool = True) -> Tensor:
     """Spatial attention map of a feature map ``[B, C, H, W]`` -> ``[B, H, W]`` (at least float32).
 
@@ -232,9 +239,9 @@ class ATLoss(nn.Module):
     Feature maps are lists (matched by position) or dicts (matched by tap name).
     """
 
-    def __init__(self, beta: float = 1.0, p: float = 2.0) -> None:
+    def __init__(self, beta: float, p: float) -> None:
         super().__init__()
-        beta, p = float(beta), float(p)
+        beta, p = _number("ATLoss", "beta", beta), _number("ATLoss", "p", p)
         if not beta >= 0:
             raise ValueError(f"beta must be >= 0; got beta={beta}")
         if not p > 0:
@@ -275,13 +282,23 @@ class ATLoss(nn.Module):
 
     def components(self, student_feature_maps: Any, teacher_feature_maps: Any) -> dict[str, Tensor]:
         """``{"at": beta * sum over taps of the batch-mean L2 distance}``."""
+        pairs = self._pairs(student_feature_maps, teacher_feature_maps)
+        return {"at": self._loss([fs for _, fs, _ in pairs], [attention_map(ft.detach(), self.p) for _, _, ft in pairs])}
+
+    def from_attention(self, student_feature_maps: Sequence[Tensor], teacher_attention: Sequence[Tensor]) -> Tensor:
+        """The same loss from the teacher's attention maps ``a_t`` ``[B, H, W]``, already computed (and shared)."""
+        if len(student_feature_maps) != len(teacher_attention) or not teacher_attention:
+            raise ValueError(f"{len(student_feature_maps)} student feature maps for {len(teacher_attention)} "
+                             "teacher attention maps; give one per tap")
+        return self._loss(list(student_feature_maps), [a.detach() for a in teacher_attention])
+
+    def _loss(self, student_maps: list[Tensor], teacher_attention: list[Tensor]) -> Tensor:
         total = None
-        for _, fs, ft in self._pairs(student_feature_maps, teacher_feature_maps):
-            a_t = attention_map(ft.detach(), self.p)
+        for fs, a_t in zip(student_maps, teacher_attention):
             a_s = attention_map(fs, self.p, size=tuple(a_t.shape[-2:])).to(a_t.device)
-            dist = torch.linalg.vector_norm((a_s - a_t).flatten(1), ord=2, dim=1).mean()
+            dist = torch.linalg.vector_norm((a_s - a_t.to(a_s.dtype)).flatten(1), ord=2, dim=1).mean()
             total = dist if total is None else total + dist
-        return {"at": self.beta * total}
+        return self.beta * total
 
     def forward(self, student_feature_maps: Any, teacher_feature_maps: Any) -> Tensor:
         return self.components(student_feature_maps, teacher_feature_maps)["at"]

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+#: the paper's small target subsets (its abstract: CheXpert n = 5k; ChestX-ray8 n = 5.6k, ~5 % of NIH)
+PAPER_SUBSETS = {"chexpert": 5000, "chestxray8": 5606}
+
 CITATION = (
     "Akbarian, Seyyed-Kalantari, Khalvati, Dolatabadi. Evaluating Knowledge Transfer in Neural Network "
     "for Medical Images. arXiv:2008.13574 (2020)."

@@ -1,27 +1,31 @@
-"""Book profiles: which papermill parameters each chapter runs with.
+"""Book profiles: which study and which papermill parameters each chapter runs with.
 
 A profile is ``book/profiles/<name>.yml``::
 
     description: one line saying what the profile is for
-    common:            # optional: merged into every chapter that declares the parameter
-      seed: 0
-    chapters:
+    study:             # the values of every kdmed.study.Study field (one place for each)
+      setting: synthetic
+      seeds: [0, 1, 2]
+      ...
+    chapters:          # optional: parameters a chapter declares itself
       01_data:
         table_rows: 20000
 
-Every parameter is checked against the chapter's ``parameters`` cell (read with
-:mod:`ast`, never executed): the name must be declared there and the value must
-have the type of the declared default (an int is accepted for a float, a ``None``
-default accepts anything). Everything is checked before any chapter runs, and
-every problem is reported at once, naming the profile file, the chapter and the
-parameter. Adding a parameter is two edits: the chapter's parameters cell and the
-profile YAML.
+The ``study:`` section is checked by :meth:`kdmed.study.Study.from_mapping` (every
+field present, each of its type). A chapter's own parameters are checked against
+its ``parameters`` cell (read with :mod:`ast`, never executed): the name must be
+declared there and the value must have the type of the declared default (an int
+is accepted for a float, a ``None`` default accepts anything). Command-line
+overrides (``--param [CHAPTER.]NAME=VALUE``) may name either. Everything is
+checked before any chapter runs, and every problem is reported at once, naming
+the profile file, the chapter and the parameter.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -30,9 +34,12 @@ import yaml
 from kdmed.utils import repo_root
 
 PARAMETERS_TAG = "parameters"
+PROFILES_ENV = "KDMED_PROFILES_DIR"
 # injected by the builder into every chapter; a profile cannot set it
 BUILDER_PARAMETERS = ("profile",)
-_PROFILE_KEYS = {"description", "common", "chapters"}
+_PROFILE_KEYS = {"description", "study", "chapters"}
+#: the chapter name of an override that applies to every chapter (``--param NAME=VALUE``)
+ALL_CHAPTERS = "*"
 
 
 class ProfileError(ValueError):
@@ -40,8 +47,13 @@ class ProfileError(ValueError):
 
 
 def profiles_dir() -> Path:
-    """The folder holding the profile YAML files (``book/profiles``)."""
-    return repo_root() / "book" / "profiles"
+    """The folder holding the profile YAML files: ``$KDMED_PROFILES_DIR`` or ``book/profiles``.
+
+    The book builder sets the variable for the chapters it runs, so a chapter reads
+    its study from the profile folder the build was validated against.
+    """
+    env = os.environ.get(PROFILES_ENV)
+    return Path(env) if env else repo_root() / "book" / "profiles"
 
 
 def available_profiles(directory: str | Path | None = None) -> list[str]:
@@ -52,12 +64,12 @@ def available_profiles(directory: str | Path | None = None) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class Profile:
-    """A parsed profile file: its description, common parameters and per-chapter parameters."""
+    """A parsed profile file: its description, study values and per-chapter parameters."""
 
     name: str
     path: Path
     description: str
-    common: dict[str, Any]
+    study: dict[str, Any] | None
     chapters: dict[str, dict[str, Any]]
 
 
@@ -85,10 +97,10 @@ def load_profile(name: str, directory: str | Path | None = None) -> Profile:
     description = data.get("description")
     if not isinstance(description, str) or not description.strip():
         raise ProfileError(f"{path}: 'description' must be a non-empty string")
-    common = data.get("common") or {}
+    study = data.get("study")
     chapters = data.get("chapters") or {}
-    if not isinstance(common, dict):
-        raise ProfileError(f"{path}: 'common' must be a mapping of parameter -> value, got {type(common).__name__}")
+    if study is not None and not isinstance(study, dict):
+        raise ProfileError(f"{path}: 'study' must be a mapping of study parameter -> value, got {type(study).__name__}")
     if not isinstance(chapters, dict):
         raise ProfileError(f"{path}: 'chapters' must be a mapping of chapter -> parameters, got {type(chapters).__name__}")
     for chapter, params in chapters.items():
@@ -98,7 +110,7 @@ def load_profile(name: str, directory: str | Path | None = None) -> Profile:
             raise ProfileError(
                 f"{path}: chapter {chapter!r}: expected a mapping of parameter -> value, got {type(params).__name__}"
             )
-    return Profile(name=name, path=path, description=description.strip(), common=common,
+    return Profile(name=name, path=path, description=description.strip(), study=study,
                    chapters={str(k): dict(v or {}) for k, v in chapters.items()})
 
 
@@ -217,16 +229,18 @@ def accepts(default: Any, value: Any) -> bool:
     return type(value) is type(default)
 
 
-def _check(where: str, chapter: str, declared: Mapping[str, Any], values: Mapping[str, Any]) -> list[str]:
+def _check(where: str, chapter: str, declared: Mapping[str, Any], values: Mapping[str, Any],
+           study: Iterable[str] = ()) -> list[str]:
     problems = []
     for name, value in values.items():
         if name in BUILDER_PARAMETERS:
             problems.append(f"{where}: chapter {chapter!r}: parameter {name!r} is set by the builder, not here")
         elif name not in declared:
             known = ", ".join(p for p in declared if p not in BUILDER_PARAMETERS) or "(none)"
+            also = f"; study parameters: {', '.join(study)}" if study else ""
             problems.append(
                 f"{where}: chapter {chapter!r}: unknown parameter {name!r} "
-                f"(not in the chapter's parameters cell; it declares: {known})"
+                f"(not in the chapter's parameters cell; it declares: {known}{also})"
             )
         elif not accepts(declared[name], value):
             problems.append(
@@ -244,89 +258,79 @@ def resolve_parameters(
     """The papermill parameters of every chapter in ``declared`` under ``profile``.
 
     ``declared`` maps chapter stem -> its parameters cell (see :func:`chapter_parameters`);
-    ``overrides`` maps chapter stem -> values given on the command line, applied last.
-    Each result holds ``profile`` plus the common values the chapter declares, the
-    chapter's own profile values and the overrides. Any problem (unknown chapter,
-    unknown parameter, wrong type, a common parameter no chapter declares, a chapter
-    without a ``profile`` parameter) raises one :class:`ProfileError` listing all.
+    ``overrides`` maps chapter stem (or :data:`ALL_CHAPTERS`) -> values given on the
+    command line, applied last. A name is a study parameter (a field of
+    :class:`kdmed.study.Study`, when the profile has a ``study:`` section) or one the
+    chapter declares. Each result holds ``profile``, the chapter's profile values and
+    the overrides; study values are not repeated there (the chapter reads them from the
+    profile). Any problem raises one :class:`ProfileError` listing all.
     """
-    overrides = overrides or {}
+    overrides = dict(overrides or {})
+    every = overrides.pop(ALL_CHAPTERS, {})
     where = str(profile.path)
     problems = []
     known_chapters = ", ".join(declared) or "(none)"
+    study_fields: dict[str, Any] = {}
+    if profile.study is not None:
+        from kdmed.study import Study
+
+        study_fields = Study.fields()
     for chapter in profile.chapters:
         if chapter not in declared:
             problems.append(f"{where}: unknown chapter {chapter!r}; chapters in the book: {known_chapters}")
     for chapter in overrides:
         if chapter not in declared:
             problems.append(f"command line (--param): unknown chapter {chapter!r}; chapters in the book: {known_chapters}")
+    resolved: dict[str, dict[str, Any]] = {}
     for chapter, params in declared.items():
         for name in BUILDER_PARAMETERS:
             if name not in params:
                 problems.append(
                     f"chapter {chapter!r}: its parameters cell must declare {name!r} (a str, injected by the builder)"
                 )
-    for name, value in profile.common.items():
-        users = [c for c, params in declared.items() if name in params]
-        if name in BUILDER_PARAMETERS:
-            problems.append(f"{where}: common: parameter {name!r} is set by the builder, not here")
-        elif not users:
-            problems.append(f"{where}: common: parameter {name!r} is declared by no chapter")
-        for chapter in users:
-            problems += _check(f"{where} (common)", chapter, {name: declared[chapter][name]}, {name: value})
-    for chapter, values in profile.chapters.items():
-        if chapter in declared:
-            problems += _check(where, chapter, declared[chapter], values)
-    for chapter, values in overrides.items():
-        if chapter in declared:
-            problems += _check("command line (--param)", chapter, declared[chapter], values)
+        own = profile.chapters.get(chapter, {})
+        problems += _check(where, chapter, params, own)
+        given = {**every, **overrides.get(chapter, {})}
+        study_given = {k: v for k, v in given.items() if k in study_fields and k not in params}
+        problems += _check("command line (--param)", chapter, params,
+                           {k: v for k, v in given.items() if k not in study_given}, study_fields)
+        if profile.study is not None:
+            problems += _study_problems(profile, study_given, chapter)
+        resolved[chapter] = {"profile": profile.name, **own, **given}
     if problems:
-        raise ProfileError(f"profile {profile.name!r} refused:\n  " + "\n  ".join(problems))
-    resolved = {}
-    for chapter, params in declared.items():
-        values: dict[str, Any] = {"profile": profile.name}
-        values.update({k: v for k, v in profile.common.items() if k in params})
-        values.update(profile.chapters.get(chapter, {}))
-        values.update(overrides.get(chapter, {}))
-        resolved[chapter] = values
+        unique = list(dict.fromkeys(problems))
+        raise ProfileError(f"profile {profile.name!r} refused:\n  " + "\n  ".join(unique))
     return resolved
 
 
-def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Parse ``CHAPTER.NAME=VALUE`` strings (VALUE read as a YAML scalar/flow value).
+def _study_problems(profile: Profile, overrides: Mapping[str, Any], chapter: str) -> list[str]:
+    from kdmed.study import Study, StudyError
 
-    ``["01_data.table_rows=500"]`` -> ``{"01_data": {"table_rows": 500}}``.
+    where = str(profile.path) + (f" with --param for {chapter}" if overrides else "")
+    try:
+        Study.from_mapping({**profile.study, **overrides, "profile": profile.name}, where)
+    except StudyError as err:
+        return [line.strip() for line in str(err).splitlines()[1:]]
+    return []
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Parse ``CHAPTER.NAME=VALUE`` / ``NAME=VALUE`` strings (VALUE read as a YAML scalar/flow value).
+
+    ``["01_data.table_rows=500", "seeds=[0, 1]"]`` ->
+    ``{"01_data": {"table_rows": 500}, "*": {"seeds": [0, 1]}}`` (``*``: every chapter).
     """
     result: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        chapter, dot, name = key.partition(".")
-        if not sep or not dot or not chapter or not name:
-            raise ProfileError(f"--param {item!r}: expected CHAPTER.NAME=VALUE, e.g. 01_data.table_rows=500")
+        chapter, dot, name = key.rpartition(".")
+        chapter = chapter.strip() if dot else ALL_CHAPTERS
+        if not sep or not name.strip() or (dot and not chapter):
+            raise ProfileError(f"--param {item!r}: expected NAME=VALUE or CHAPTER.NAME=VALUE, e.g. seeds=[0,1] "
+                               "or 03_distillation.temperature=2.0")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as err:
             raise ProfileError(f"--param {item!r}: the value is not a valid YAML value: {err}") from err
-        result.setdefault(chapter.strip(), {})[name.strip()] = value
+        result.setdefault(chapter, {})[name.strip()] = value
     return result
-
-
-def missing_paths(paths: Mapping[str, str | Path | None]) -> list[str]:
-    """``"name: path"`` for each entry of ``paths`` that is unset or does not exist."""
-    missing = []
-    for name, value in paths.items():
-        if not value:
-            missing.append(f"{name}: (not set)")
-        elif not Path(value).expanduser().exists():
-            missing.append(f"{name}: {value}")
-    return missing
-
-
-def require_paths(paths: Mapping[str, str | Path | None], hint: str = "") -> None:
-    """Raise :class:`FileNotFoundError` listing every missing path of ``paths`` at once."""
-    missing = missing_paths(paths)
-    if missing:
-        lines = "\n  ".join(missing)
-        raise FileNotFoundError(
-            f"{len(missing)} dataset path(s) missing:\n  {lines}" + (f"\n{hint}" if hint else "")
-        )

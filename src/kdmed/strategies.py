@@ -18,13 +18,16 @@ The teacher is frozen: every parameter has ``requires_grad=False``, it is kept i
 eval mode, it runs under ``torch.no_grad()`` and under whatever autocast the
 student's forward runs in (the caller's context), so it never receives a gradient.
 
-Teacher outputs are computed in one of two modes, recorded as :attr:`Strategy.teacher_mode`:
+The teacher's outputs come from :class:`kdmed.teacher_views.TeacherViews`: one
+canonical no-grad pass over the training rows per view, looked up by
+``batch.index``; recorded as :attr:`Strategy.teacher_mode`:
 
-* ``"cached"``: when the training loader does not augment, each training image is
-  the same in every epoch, so the teacher's logits are computed once (one pass,
-  :meth:`Strategy.prepare`) and looked up by ``batch.index``;
-* ``"online"``: with augmentation (the teacher must see the same augmented image)
-  and always for attention transfer (it needs the teacher's feature maps).
+* ``"cached"``: the training loader does not augment, so every epoch shows the same
+  view and one pass serves the run;
+* ``"shared"``: the loader augments; the pass runs once per epoch's view and is kept
+  in the shared disk cache, where every other student with the same teacher, images
+  and view seed reads it (attention transfer gets the teacher's attention maps the
+  same way).
 
 ``"none"`` means the strategy uses no teacher.
 """
@@ -38,31 +41,10 @@ import torch
 from torch import Tensor, nn
 
 from kdmed.losses import ATLoss, KDLoss, TaskLoss
+from kdmed.methods import STRATEGIES, check_strategy, uses_teacher
 from kdmed.models import FeatureTaps, default_taps, model_arch
 
-#: strategy name -> (uses the KD term, uses the AT term)
-STRATEGIES: dict[str, tuple[bool, bool]] = {
-    "scratch": (False, False),
-    "transfer": (False, False),
-    "kd": (True, False),
-    "at": (False, True),
-    "kd+at": (True, True),
-}
-
-TEACHER_MODES = ("none", "cached", "online")
-
-
-def check_strategy(name: str) -> str:
-    """Return ``name`` if it is a known strategy, else raise naming the known ones."""
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
-    return name
-
-
-def uses_teacher(name: str) -> bool:
-    """Whether strategy ``name`` needs a teacher (kd, at, kd+at)."""
-    kd, at = STRATEGIES[check_strategy(name)]
-    return kd or at
+TEACHER_MODES = ("none", "cached", "shared")
 
 
 def autocast_context(device: torch.device | str, amp: bool) -> contextlib.AbstractContextManager:
@@ -115,7 +97,9 @@ class Strategy:
     kd+at, refused otherwise); ``student_arch``/``teacher_arch`` (default: the
     architecture :func:`kdmed.models.build_model` recorded on the module);
     ``temperature``/``alpha`` (KD), ``beta``/``at_p`` (AT); ``taps`` (student taps for
-    AT, default all four stages); ``cache_teacher_outputs`` (allow the cached mode).
+    AT, default all four stages); ``shared_outputs_key`` (the teacher's outputs in the
+    shared disk cache, :mod:`kdmed.teacher_views`; None: this process only). The loss settings are required by the terms that use
+    them and have no default here: they come from the run's configuration.
 
     Call :meth:`prepare` with the training loader before the first :meth:`step`.
     """
@@ -128,33 +112,31 @@ class Strategy:
         teacher: nn.Module | None = None,
         student_arch: str | None = None,
         teacher_arch: str | None = None,
-        temperature: float = 4.0,
-        alpha: float = 0.5,
-        beta: float = 1.0,
-        at_p: float = 2.0,
+        temperature: float | None = None,
+        alpha: float | None = None,
+        beta: float | None = None,
+        at_p: float | None = None,
         taps: Iterable[str] | None = None,
-        cache_teacher_outputs: bool = True,
+        shared_outputs_key: str | None = None,
     ) -> None:
         self.name = check_strategy(name)
         self.uses_kd, self.uses_at = STRATEGIES[name]
         self.task = task
-        self.task_loss = TaskLoss(task)
-        self.kd_loss = KDLoss(temperature=temperature, alpha=alpha, task=task) if self.uses_kd else None
-        self.at_loss = ATLoss(beta=beta, p=at_p) if self.uses_at else None
-        self.cache_teacher_outputs = bool(cache_teacher_outputs)
         needs = self.uses_kd or self.uses_at
         if needs and teacher is None:
             raise ValueError(f"strategy {name!r} needs a teacher model; got teacher=None")
         if not needs and teacher is not None:
             raise ValueError(f"strategy {name!r} trains on labels only; it takes no teacher")
+        self.task_loss = TaskLoss(task)
+        self.kd_loss = KDLoss(temperature=temperature, alpha=alpha, task=task) if self.uses_kd else None
+        self.at_loss = ATLoss(beta=beta, p=at_p) if self.uses_at else None
         self.teacher = freeze_teacher(teacher) if teacher is not None else None
-        # online until prepare() has seen the training loader and maybe filled the cache
-        self.teacher_mode = "none" if teacher is None else "online"
+        # decided by prepare(), which sees the training loader
+        self.teacher_mode = "none" if teacher is None else "unprepared"
         self.student_arch = student_arch
         self.teacher_arch = teacher_arch or (model_arch(teacher) if teacher is not None else None)
         self.student_taps: list[str] | None = None
         self.teacher_taps: list[str] | None = None
-        self._teacher_taps: FeatureTaps | None = None
         self._taps_arg = None if taps is None else list(taps)
         if self.uses_at:
             if self.teacher_arch is None:
@@ -163,8 +145,13 @@ class Strategy:
                 self._set_taps(student_arch)
         self._student_taps: tuple[nn.Module, FeatureTaps] | None = None
         self._checked_maps = False
-        self._cache: Tensor | None = None
-        self._cached_rows: Tensor | None = None
+        self.shared_outputs_key = shared_outputs_key
+        self._views: Any = None  # kdmed.teacher_views.TeacherViews, made by prepare()
+        self._loader: Any = None
+        self._amp = False
+        self._view_loaded: int | None = None
+        self._logits: Tensor | None = None
+        self._maps: list[Tensor] = []
 
     # ------------------------------------------------------------------ set-up
     def _set_taps(self, student_arch: str) -> None:
@@ -172,74 +159,72 @@ class Strategy:
         self.student_arch = student_arch
         self.student_taps = s_taps
         self.teacher_taps = t_taps
-        if self._teacher_taps is not None:
-            self._teacher_taps.close()
-        self._teacher_taps = FeatureTaps(self.teacher, self.teacher_arch, t_taps)
 
     def to(self, device: torch.device | str) -> "Strategy":
-        """Move the teacher (and any cached logits) to ``device``."""
+        """Move the teacher (and the outputs of the current view) to ``device``."""
         if self.teacher is not None:
             self.teacher.to(device)
-        if self._cache is not None:
-            self._cache = self._cache.to(device)
-            self._cached_rows = self._cached_rows.to(device)
+        if self._logits is not None:
+            self._logits = self._logits.to(device)
+            self._maps = [m.to(device) for m in self._maps]
         return self
 
-    def prepare(self, train_loader: Any, *, amp: bool = False, progress: bool = False) -> str:
-        """Choose the teacher mode for ``train_loader`` and, when cached, run the teacher once.
+    def bind_student(self, student: nn.Module) -> None:
+        """Choose the attention-transfer taps from ``student``'s architecture (when not given at construction)."""
+        if self.uses_at and self.student_taps is None:
+            arch = model_arch(student) or self.student_arch
+            if arch is None:
+                raise ValueError("attention transfer needs student_arch (the student was not built by build_model)")
+            self._set_taps(arch)
 
-        Returns the mode (``"none"``, ``"cached"`` or ``"online"``). The cache pass
-        uses a non-shuffled, non-augmented copy of the loader (same images, rows and
-        batch size) under the same autocast as training.
+    def prepare(self, train_loader: Any, *, amp: bool = False, progress: bool = False) -> str:
+        """Choose the teacher mode for ``train_loader``; returns ``"none"``, ``"cached"`` or ``"shared"``.
+
+        The outputs of a view are computed (or read from the shared cache) by :meth:`start_epoch`.
         """
+        from kdmed.teacher_views import TeacherViews
+
         if self.teacher is None:
             self.teacher_mode = "none"
             return self.teacher_mode
         device = torch.device(getattr(train_loader, "device", "cpu"))
         self.teacher.to(device)
         freeze_teacher(self.teacher)
-        if self.uses_at or not self.cache_teacher_outputs or loader_augments(train_loader):
-            self.teacher_mode = "online"
-            self._cache = self._cached_rows = None
-            return self.teacher_mode
-        self._fill_cache(train_loader, device, amp, progress)
-        self.teacher_mode = "cached"
+        if self.uses_at and self.teacher_taps is None:
+            raise ValueError("attention transfer needs the student's taps before prepare(): give student_arch "
+                             "or call bind_student(model)")
+        if self._views is not None:
+            self._views.close()
+        self._views = TeacherViews(self.teacher, self.teacher_arch, self.teacher_taps if self.uses_at else None,
+                                   self.at_loss.p if self.uses_at else None, self.shared_outputs_key)
+        self._loader, self._amp, self._view_loaded = train_loader, amp, None
+        self.teacher_mode = "shared" if loader_augments(train_loader) else "cached"
         return self.teacher_mode
 
-    def _fill_cache(self, loader: Any, device: torch.device, amp: bool, progress: bool) -> None:
-        from tqdm.auto import tqdm
+    def start_epoch(self, epoch: int) -> None:
+        """Load the teacher's outputs on the training images as epoch ``epoch`` (0-based) shows them."""
+        from kdmed.teacher_views import as_lookup
 
-        from kdmed.loader import ArrayLoader
+        if self.teacher is None:
+            return
+        if self._views is None:
+            raise RuntimeError("Strategy.start_epoch() before prepare()")
+        view = int(epoch) if self.teacher_mode == "shared" else 0
+        if view == self._view_loaded:
+            return
+        arrays = self._views.epoch(self._loader, view, self._amp)
+        self._logits, self._maps = as_lookup(arrays, len(self._loader.images), torch.device(self._loader.device))
+        self._view_loaded = view
 
-        # A plain pass over exactly the training rows: no shuffle, no augmentation, one rank.
-        plain = ArrayLoader(
-            loader.images,
-            loader.labels,
-            batch_size=loader.batch_size,
-            shuffle=False,
-            augment=False,
-            device=device,
-            indices=loader.rows,
-            channels_last=getattr(loader, "channels_last", None),
-            prefetch=getattr(loader, "prefetch", None),
-        )
-        cache: Tensor | None = None
-        filled = torch.zeros(len(loader.images), dtype=torch.bool, device=device)
-        with torch.no_grad(), autocast_context(device, amp):
-            for batch in tqdm(plain, desc="teacher logits", disable=not progress, leave=False):
-                logits = self.teacher(batch.x)
-                if cache is None:
-                    cache = torch.full((len(loader.images), logits.shape[1]), float("nan"),
-                                       dtype=logits.dtype, device=device)
-                cache[batch.index] = logits
-                filled[batch.index] = True
-        self._cache, self._cached_rows = cache, filled
+    @property
+    def teacher_pass_seconds(self) -> float:
+        """Seconds this run spent computing teacher passes (reading shared ones costs nothing here)."""
+        return 0.0 if self._views is None else self._views.pass_seconds
 
     def close(self) -> None:
         """Remove the forward hooks this strategy put on the teacher and the student."""
-        if self._teacher_taps is not None:
-            self._teacher_taps.close()
-            self._teacher_taps = None
+        if self._views is not None:
+            self._views.close()
         if self._student_taps is not None:
             self._student_taps[1].close()
             self._student_taps = None
@@ -258,20 +243,12 @@ class Strategy:
         return self._student_taps[1]
 
     def teacher_outputs(self, batch: Any) -> tuple[Tensor, list[Tensor] | None]:
-        """The teacher's logits (and feature maps for AT) for ``batch``, without gradient."""
+        """The teacher's logits (and attention maps for AT) for ``batch``, from the current view."""
         if self.teacher is None:
             raise RuntimeError(f"strategy {self.name!r} has no teacher")
-        if self.teacher_mode == "cached":
-            if self._cache is None:
-                raise RuntimeError("teacher_mode is 'cached' but prepare() has not filled the cache")
-            return self._cache[batch.index], None
-        if self.teacher.training:
-            self.teacher.eval()
-        with torch.no_grad():
-            if self.uses_at:
-                logits, maps = self._teacher_taps(batch.x)
-                return logits, list(maps.values())
-            return self.teacher(batch.x), None
+        if self._logits is None:
+            raise RuntimeError("the teacher's outputs are not loaded: call prepare() and start_epoch() first")
+        return self._logits[batch.index], ([m[batch.index] for m in self._maps] if self.uses_at else None)
 
     def step(self, student: nn.Module, batch: Any, return_logits: bool = False):
         """Loss of ``student`` on ``batch``: ``(loss, terms)`` or ``(loss, terms, logits)``.
@@ -296,7 +273,7 @@ class Strategy:
         if self.uses_at:
             if not self._checked_maps:
                 self._warn_single_pixel_maps(s_maps, t_maps)
-            terms["at"] = self.at_loss(s_maps, t_maps)
+            terms["at"] = self.at_loss.from_attention(s_maps, t_maps)
             total = total + terms["at"]
         terms = {k: v.detach() for k, v in terms.items()}
         return (total, terms, logits) if return_logits else (total, terms)
@@ -305,12 +282,12 @@ class Strategy:
         import warnings
 
         self._checked_maps = True
-        for s_tap, t_tap, fs, ft in zip(self.student_taps, self.teacher_taps, s_maps, t_maps):
-            if fs.shape[-2:].numel() == 1 or ft.shape[-2:].numel() == 1:
+        for s_tap, t_tap, fs, at in zip(self.student_taps, self.teacher_taps, s_maps, t_maps):
+            if fs.shape[-2:].numel() == 1 or at.shape[-2:].numel() == 1:
                 # a normalised 1x1 attention map is always 1: the term is constant 0 for this tap
                 warnings.warn(
                     f"attention transfer tap {s_tap}/{t_tap} has a 1x1 feature map at this image size "
-                    f"(student {tuple(fs.shape[-2:])}, teacher {tuple(ft.shape[-2:])}); it contributes nothing. "
+                    f"(student {tuple(fs.shape[-2:])}, teacher {tuple(at.shape[-2:])}); it contributes nothing. "
                     "Use larger images or shallower taps.",
                     RuntimeWarning,
                     stacklevel=3,
@@ -327,6 +304,11 @@ class Strategy:
         if self.teacher is not None:
             out["teacher_arch"] = self.teacher_arch
         return out
+
+    def teacher_pass_counts(self) -> dict[str, int]:
+        """How many views' teacher passes this run computed and how many it read from the shared cache."""
+        views = self._views
+        return {"computed": views.computed if views else 0, "read_from_cache": views.reads if views else 0}
 
     def __repr__(self) -> str:
         return f"Strategy({self.name!r}, task={self.task!r}, teacher_mode={self.teacher_mode!r})"

@@ -1,10 +1,16 @@
 """The study's experiments as run configurations: what every chapter trains.
 
-A :class:`Study` holds the knobs a profile sets (image size, architectures,
-sizes, seeds, epochs, the KD/AT hyper-parameters, and where real data lives).
-From it, the functions below build the :class:`kdmed.runner.RunConfig` of every
-run of a chapter. Runs are keyed by their full configuration, so a teacher
-trained in the teacher chapter is the very same cached run the distillation
+A :class:`Study` holds the knobs of the study (image size, architectures, sizes,
+seeds, epochs, the KD/AT hyper-parameters, and where real data lives). Their
+values live in one place, the profile YAML (``book/profiles/<name>.yml``, section
+``study:``): :meth:`Study.from_profile` reads it and applies overrides (a
+chapter's papermill parameters, ``--param`` on the builder's command line), each
+checked against the field's type. :class:`Study` has no defaults of its own but
+for the dataset folders.
+
+From a study, the functions below build the :class:`kdmed.config.RunConfig` of
+every run of a chapter. Runs are keyed by their full configuration, so a teacher
+trained in the teacher chapter is the very same stored run the distillation
 chapter uses.
 
 Settings (``Study.setting``) decide the data roles. The teacher is "carefully
@@ -22,95 +28,139 @@ setting           small target (student)      in-domain teacher          transfe
 ``chestxray8``    NIH ChestX-ray8, n = 5,606  NIH full train_val         CheXpert (head reinit)
 ================  ==========================  =========================  ===========================
 
-Other-domain teachers (cross-domain chapter): synthetic institution B (MIMIC-like) or
-the other real chest dataset, the fundus (DR) domain, and ImageNet where weights exist.
-
-Methods (what the book compares), each a strategy plus an initialisation:
-
-==================  ===========  ===========================  =======
-method              strategy     student init                 teacher
-==================  ===========  ===========================  =======
-``scratch``         scratch      random                       --
-``transfer``        transfer     transfer-learning init       --
-``kd``              kd           random                       yes
-``at``              at           random                       yes
-``kd+at``           kd+at        random                       yes
-``transfer+kd``     kd           transfer-learning init       yes
-==================  ===========  ===========================  =======
+The methods are :data:`kdmed.methods.METHODS`; each chapter's selection is a
+constant below.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import types
+import typing
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from kdmed.runner import DataSpec, ResultStore, RunConfig, TrainSpec, run_grid
+from kdmed.config import DataSpec, RunConfig, TrainSpec
+from kdmed.methods import METHODS, method
+from kdmed.store import ResultStore
 from kdmed.utils import repo_root
 
 SETTINGS = ("synthetic", "chexpert", "chestxray8")
 ROLES = ("teacher", "other-chest", "pretrain", "fundus")
-METHODS: dict[str, tuple[str, bool, bool]] = {
-    # method -> (strategy, pre-trained init, teacher)
-    "scratch": ("scratch", False, False),
-    "transfer": ("transfer", True, False),
-    "kd": ("kd", False, True),
-    "at": ("at", False, True),
-    "kd+at": ("kd+at", False, True),
-    "transfer+kd": ("kd", True, True),
-}
+#: the methods of each chapter (names of :data:`kdmed.methods.METHODS`)
+DISTILLATION_METHODS = ("scratch", "transfer", "kd", "at", "kd+at", "transfer+kd")
+CROSS_DOMAIN_METHODS = ("transfer", "kd", "at", "kd+at")
+REGULARIZATION_METHODS = ("scratch", "transfer", "kd", "transfer+kd")
+#: methods whose gain over transfer learning the distillation chapter pairs, by seed
+GAIN_METHODS = ("kd", "transfer+kd", "kd+at", "at")
+RESULTS_ENV = "KDMED_RESULTS_DIR"
+
+
+class StudyError(ValueError):
+    """A profile or an override does not describe a valid study."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Study:
-    """Every knob of the study; a profile sets them through the chapters' parameters."""
+    """Every knob of the study; values come from a profile (:meth:`from_profile`)."""
 
-    profile: str = "default"
-    setting: str = "synthetic"
-    image_size: int = 64
-    student_arch: str = "small_cnn"
-    teacher_arch: str = "small_densenet"
+    profile: str
+    setting: str
+    image_size: int
+    student_arch: str
+    teacher_arch: str
     #: training images of the teacher's source and of the transfer-learning init (None = whole split)
-    teacher_n: int | None = 8000
-    pretrain_n: int | None = 8000
+    teacher_n: int | None
+    pretrain_n: int | None
     #: the small target subset ("n = 5k" in the paper) and the learning-curve sizes
-    target_n: int = 1000
-    target_sizes: tuple[int, ...] = (250, 500, 1000, 2000)
-    val_n: int | None = 1000
-    test_n: int | None = 2000
-    seeds: tuple[int, ...] = (0, 1, 2)
-    epochs: int = 20
-    teacher_epochs: int = 15
-    batch_size: int = 32
-    lr: float = 1e-3
-    patience: int = 5
-    augment: bool = True
-    temperature: float = 4.0
-    alpha: float = 0.5
-    beta: float = 0.2
-    device: str = "auto"
+    target_n: int
+    target_sizes: tuple[int, ...]
+    val_n: int | None
+    test_n: int | None
+    seeds: tuple[int, ...]
+    epochs: int
+    teacher_epochs: int
+    batch_size: int
+    lr: float
+    patience: int
+    augment: bool
+    temperature: float
+    alpha: float
+    beta: float
+    device: str
+    dr_dataset: str
+    #: bootstrap resamples of the confidence intervals (patients are resampled)
+    n_boot: int
+    #: training images of the teachers of the teacher-quality sweep
+    teacher_sizes: tuple[int, ...]
+    #: the T x alpha grid of the regularization chapter, and its seeds
+    temperatures: tuple[float, ...]
+    alphas: tuple[float, ...]
+    grid_seeds: tuple[int, ...]
+    #: where the real datasets lie on this machine (only the real settings use them)
     chexpert_root: str | None = None
     nih_root: str | None = None
     dr_root: str | None = None
-    dr_dataset: str = "aptos"
-    results_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.setting not in SETTINGS:
-            raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
-        for name in ("target_sizes", "seeds"):
-            value = getattr(self, name)
-            if isinstance(value, (int, str)) or not len(value):
-                raise ValueError(f"{name} must be a non-empty list, got {value!r}")
-            object.__setattr__(self, name, tuple(int(v) for v in value))
+            raise StudyError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
+        for name in ("target_sizes", "seeds", "teacher_sizes", "grid_seeds", "temperatures", "alphas"):
+            if not getattr(self, name):
+                raise StudyError(f"{name} must be a non-empty list, got {getattr(self, name)!r}")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def fields(cls) -> dict[str, Any]:
+        """Field name -> type of every knob."""
+        hints = typing.get_type_hints(cls)
+        return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "Study":
-        """Build from a chapter's namespace (e.g. ``globals()``), taking only the fields it knows."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in names})
+    def from_mapping(cls, values: Mapping[str, Any], where: str = "study") -> "Study":
+        """Build from ``values`` (each checked against its field's type), naming every problem at once."""
+        known = cls.fields()
+        problems = [f"{where}: unknown study parameter {k!r}" for k in values if k not in known]
+        checked: dict[str, Any] = {}
+        for name, kind in known.items():
+            if name in values:
+                try:
+                    checked[name] = coerce(kind, values[name], name)
+                except StudyError as err:
+                    problems.append(f"{where}: {err}")
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.name not in values]
+        if required:
+            problems.append(f"{where}: missing study parameter(s) {', '.join(required)}")
+        if problems:
+            raise StudyError("\n  ".join(["the study is not valid:", *problems]))
+        return cls(**checked)
+
+    @classmethod
+    def from_profile(cls, profile: str, overrides: Mapping[str, Any] | None = None,
+                     directory: str | Path | None = None) -> "Study":
+        """The study of ``book/profiles/<profile>.yml`` with ``overrides`` (fields of :class:`Study`) applied."""
+        from kdmed.profiles import load_profile
+
+        loaded = load_profile(profile, directory)
+        values = {**loaded.study, "profile": profile}
+        where = str(loaded.path)
+        if overrides:
+            unknown = [k for k in overrides if k not in cls.fields()]
+            if unknown:
+                raise StudyError(f"override(s) {unknown} are not study parameters; known: {', '.join(cls.fields())}")
+            values.update(overrides)
+            where += " + overrides"
+        return cls.from_mapping(values, where)
+
+    @classmethod
+    def from_namespace(cls, namespace: Mapping[str, Any]) -> "Study":
+        """A chapter's study: its ``profile`` plus any study field papermill injected into ``namespace``."""
+        overrides = {k: v for k, v in namespace.items() if k in cls.fields() and k != "profile"}
+        return cls.from_profile(namespace["profile"], overrides)
 
     # ------------------------------------------------------------------ data roles
     def _require(self, name: str) -> str:
@@ -187,21 +237,23 @@ class Study:
         return RunConfig(name=f"init[{role},n={self.pretrain_n or 'all'}]", data=self.source_data(role, self.pretrain_n),
                          arch=self.student_arch, strategy="scratch", train=self.train_spec(self.teacher_epochs), seed=0)
 
-    def student(self, method: str, train_n: int | None = None, seed: int = 0, *, teacher: RunConfig | None = None,
-                init: RunConfig | None = None, temperature: float | None = None, alpha: float | None = None,
-                epochs: int | None = None, patience: int | None = None, label: str | None = None) -> RunConfig:
-        """One student run of ``method`` (see :data:`METHODS`) on ``train_n`` target images."""
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-        strategy, pretrained, taught = METHODS[method]
+    def student(self, method_name: str, train_n: int | None = None, seed: int = 0, *,
+                teacher: RunConfig | None = None, init: RunConfig | str | None = None,
+                temperature: float | None = None, alpha: float | None = None, epochs: int | None = None,
+                patience: int | None = None, label: str | None = None) -> RunConfig:
+        """One student run of ``method_name`` (see :data:`kdmed.methods.METHODS`) on ``train_n`` target images."""
+        from kdmed.models import default_taps
+
+        m = method(method_name)
         n = self.target_n if train_n is None else train_n
         return RunConfig(
-            name=label or f"{method}[n={n},seed={seed}]",
+            name=label or f"{method_name}[n={n},seed={seed}]",
             data=self.target_data(n, subset_seed=seed),
             arch=self.student_arch,
-            strategy=strategy,
-            init=(init or self.pretrained_init()) if pretrained else "random",
-            teacher=(teacher or self.teacher()) if taught else None,
+            strategy=m.strategy,
+            init=(init or self.pretrained_init()) if m.pretrained else "random",
+            freeze_through=default_taps(self.student_arch)[2] if m.frozen else None,
+            teacher=(teacher or self.teacher()) if m.taught else None,
             temperature=self.temperature if temperature is None else temperature,
             alpha=self.alpha if alpha is None else alpha,
             beta=self.beta,
@@ -209,13 +261,19 @@ class Study:
             seed=seed,
         )
 
-    def store(self) -> ResultStore:
-        """``results/<profile>/`` at the repository root (or ``results_dir``)."""
-        return ResultStore(Path(self.results_dir) if self.results_dir else repo_root() / "results" / self.profile)
+    def store(self, root: str | Path | None = None) -> ResultStore:
+        """``results/<profile>/`` at the repository root (or ``$KDMED_RESULTS_DIR``, or ``root``).
+
+        Frozen (render-only) when the builder set ``KDMED_FROZEN=1``.
+        """
+        root = root or os.environ.get(RESULTS_ENV) or repo_root() / "results" / self.profile
+        return ResultStore.from_env(Path(root))
 
     def run(self, configs: Iterable[RunConfig], labels: Sequence[Mapping[str, Any]] | None = None,
             progress: bool = True) -> pd.DataFrame:
-        """Run (or load from the cache) ``configs``; ``labels`` adds columns (e.g. method) row by row."""
+        """Run (or load from the store) ``configs``; ``labels`` adds columns (e.g. method) row by row."""
+        from kdmed.grid import run_grid
+
         configs = list(configs)
         table = run_grid(configs, self.store(), progress=progress)
         if labels is not None:
@@ -242,9 +300,46 @@ class Study:
             "KD": f"T = {self.temperature:g}, alpha = {self.alpha:g}; AT beta = {self.beta:g}",
         }
 
-    def describe_markdown(self) -> str:
-        rows = "\n".join(f"| {k} | {v} |" for k, v in self.describe().items())
-        return "| setting | value |\n| --- | --- |\n" + rows
+
+def coerce(kind: Any, value: Any, name: str) -> Any:
+    """``value`` as the field type ``kind`` (int, float, bool, str, ``T | None``, ``tuple[T, ...]``).
+
+    A string given for a list (papermill's ``-p seeds "[0, 1]"``) is read as YAML.
+    """
+    import yaml
+
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return coerce(inner, value, name)
+    if origin is tuple:
+        if isinstance(value, str):
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError as err:
+                raise StudyError(f"{name}: {value!r} is not a YAML list: {err}") from None
+        if not isinstance(value, (list, tuple)):
+            raise StudyError(f"{name} expects a list, got {type(value).__name__} {value!r}")
+        return tuple(coerce(args[0], v, f"{name}[{i}]") for i, v in enumerate(value))
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise StudyError(f"{name} expects true or false, got {type(value).__name__} {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise StudyError(f"{name} expects an int, got {type(value).__name__} {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise StudyError(f"{name} expects a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise StudyError(f"{name} expects a string, got {type(value).__name__} {value!r}")
+        return value
+    raise StudyError(f"{name}: unsupported field type {kind!r}")
 
 
 def grid(study: Study, methods: Sequence[str], sizes: Sequence[int], seeds: Sequence[int],
@@ -253,14 +348,14 @@ def grid(study: Study, methods: Sequence[str], sizes: Sequence[int], seeds: Sequ
     configs, labels = [], []
     for n in sizes:
         for seed in seeds:
-            for method in methods:
-                configs.append(study.student(method, n, seed, **student_kwargs))
-                labels.append({"method": method})
+            for name in methods:
+                configs.append(study.student(name, n, seed, **student_kwargs))
+                labels.append({"method": name})
     return configs, labels
 
 
-def open_chapter(params: Mapping[str, Any]) -> Study:
-    """Build the chapter's :class:`Study` from its parameters and glue the opening box's values.
+def open_chapter(namespace: Mapping[str, Any]) -> Study:
+    """Build the chapter's :class:`Study` from its namespace and glue the opening box's values.
 
     Glued names: ``box_<key>`` for every entry of :meth:`Study.describe`, with the
     key's spaces and slashes turned into underscores (``box_image_size``...).
@@ -268,13 +363,13 @@ def open_chapter(params: Mapping[str, Any]) -> Study:
     """
     from myst_nb import glue
 
-    study = Study.from_params(params)
+    study = Study.from_namespace(namespace)
     missing = study.missing_roots()
     if missing:
         raise FileNotFoundError(
             f"profile {study.profile!r} (setting {study.setting!r}) needs these dataset folders, which are "
             f"missing: {'; '.join(missing)}. Set them in book/profiles/{study.profile}.yml or with "
-            "--param CHAPTER.NAME=PATH"
+            "--param NAME=PATH"
         )
     for key, value in study.describe().items():
         glue(box_name(key), value, display=False)
@@ -301,11 +396,12 @@ CROSS_DOMAINS: dict[str, str] = {
 }
 
 
-def cross_domain_grid(study: Study, methods: Sequence[str]) -> tuple[list[RunConfig], list[dict[str, Any]]]:
+def cross_domain_grid(study: Study, methods: Sequence[str] = CROSS_DOMAIN_METHODS
+                      ) -> tuple[list[RunConfig], list[dict[str, Any]]]:
     """Scratch plus each method taught/initialised from each domain of :data:`CROSS_DOMAINS`, per seed.
 
-    kd and kd+at are skipped for a domain with another label space (soft targets need
-    the student's labels); its teacher can still teach by attention transfer.
+    Methods with a KD term are skipped for a domain with another label space (soft
+    targets need the student's labels); its teacher can still teach by attention transfer.
     """
     configs, labels = [], []
     for seed in study.seeds:
@@ -313,19 +409,26 @@ def cross_domain_grid(study: Study, methods: Sequence[str]) -> tuple[list[RunCon
         labels.append({"domain": "none", "method": "scratch"})
         for domain, role in CROSS_DOMAINS.items():
             teacher, init = study.teacher(role=role), study.pretrained_init(role)
-            for method in methods:
-                if method in ("kd", "kd+at", "transfer+kd") and not study.same_label_space(role):
+            for name in methods:
+                if METHODS[name].uses_kd and not study.same_label_space(role):
                     continue
-                configs.append(study.student(method, study.target_n, seed, teacher=teacher, init=init))
-                labels.append({"domain": domain, "method": method})
+                configs.append(study.student(name, study.target_n, seed, teacher=teacher, init=init))
+                labels.append({"domain": domain, "method": name})
     return configs, labels
 
 
-def regularization_grid(study: Study, methods: Sequence[str]) -> tuple[list[RunConfig], list[dict[str, Any]]]:
+def regularization_grid(study: Study, methods: Sequence[str] = REGULARIZATION_METHODS
+                        ) -> tuple[list[RunConfig], list[dict[str, Any]]]:
     """Students at the target size without early stopping (patience = epochs), per seed."""
     configs, labels = [], []
     for seed in study.seeds:
-        for method in methods:
-            configs.append(study.student(method, study.target_n, seed, patience=study.epochs))
-            labels.append({"method": method})
+        for name in methods:
+            configs.append(study.student(name, study.target_n, seed, patience=study.epochs))
+            labels.append({"method": name})
     return configs, labels
+
+
+def temperature_alpha_grid(study: Study) -> list[RunConfig]:
+    """kd students at the target size over the study's T × alpha grid and grid seeds."""
+    return [study.student("kd", study.target_n, seed, temperature=T, alpha=a)
+            for T in study.temperatures for a in study.alphas for seed in study.grid_seeds]

@@ -40,17 +40,17 @@ import torch
 from torch import nn
 
 from kdmed import distributed, metrics
+from kdmed.config import TrainSpec
 from kdmed.losses import TaskLoss
 from kdmed.models import set_train_mode, unwrap
 from kdmed.strategies import Strategy, autocast_context
 from kdmed.utils import atomic_torch_save
 
 CHECKPOINT_FORMAT = "kdmed-trainer-v1"
-OPTIMIZERS = ("adam", "sgd")
 #: columns of every history record (loss terms add ``train_<term>`` columns)
 HISTORY_COLUMNS = (
-    "epoch", "train_loss", "train_macro_auc", "val_loss", "val_macro_auc", "lr",
-    "seconds", "train_seconds", "images_per_s",
+    "epoch", "train_loss", "train_running_macro_auc", "train_eval_loss", "train_eval_macro_auc",
+    "val_loss", "val_macro_auc", "lr", "seconds", "train_seconds", "images_per_s",
 )
 #: history columns that measure time, hence differ between otherwise identical runs
 TIMING_COLUMNS = ("seconds", "train_seconds", "images_per_s")
@@ -197,42 +197,23 @@ class Trainer:
         self,
         model: nn.Module,
         strategy: Strategy,
+        spec: TrainSpec,
         *,
-        epochs: int,
-        lr: float = 5e-5,
-        optimizer: str = "adam",
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
-        patience: int = 10,
-        plateau_patience: int = 2,
-        amp: bool = True,
-        compile: bool = False,
         device: str | torch.device | None = None,
         checkpoint_path: str | Path | None = None,
         fingerprint: str | None = None,
         callbacks: Sequence[Callable[[int, dict], Any]] = (),
         quiet: bool = False,
     ) -> None:
-        for name, value, low in (("epochs", epochs, 1), ("patience", patience, 1), ("plateau_patience", plateau_patience, 0)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-        if not (isinstance(lr, (int, float)) and lr > 0):
-            raise ValueError(f"lr must be a positive number, got {lr!r}")
-        if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
-            raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+        if not isinstance(spec, TrainSpec):
+            raise TypeError(f"Trainer needs a kdmed.config.TrainSpec (the run's optimisation settings), got {spec!r}")
         self.model = model
         self.strategy = strategy
-        self.epochs = int(epochs)
-        self.lr = float(lr)
-        self.optimizer_name = optimizer
-        self.weight_decay = float(weight_decay)
-        self.momentum = float(momentum)
-        self.patience = int(patience)
-        self.plateau_patience = int(plateau_patience)
-        self.amp = bool(amp)
-        self.compile = bool(compile)
+        self.spec = spec
+        self.epochs = spec.epochs
+        self.patience = spec.patience
+        self.amp = spec.amp
+        self.compile = spec.compile
         self.device = None if device is None else torch.device(device)
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.fingerprint = fingerprint
@@ -247,9 +228,10 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the model has no trainable parameter (everything is frozen)")
-        if self.optimizer_name == "adam":
-            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        spec = self.spec
+        if spec.optimizer == "adam":
+            return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
 
     def _load_checkpoint(self) -> dict[str, Any] | None:
         path = self.checkpoint_path
@@ -292,6 +274,7 @@ class Trainer:
         set_train_mode(self.model)
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch - 1)
+        self.strategy.start_epoch(epoch - 1)
         n_batches = len(loader)
         sums: dict[str, torch.Tensor] = {}
         total_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -336,7 +319,7 @@ class Trainer:
             distributed.sync_buffers(self.model)
         rec = {"train_loss": (total_sum / seen).item()}
         rec.update({f"train_{k}": (v / seen).item() for k, v in sums.items()})
-        rec["train_macro_auc"] = epoch_macro_auc(self.strategy.task, y, s)
+        rec["train_running_macro_auc"] = epoch_macro_auc(self.strategy.task, y, s)
         rec["_seen"] = seen
         return rec
 
@@ -347,8 +330,14 @@ class Trainer:
         return float(loss), epoch_macro_auc(self.strategy.task, y, scores)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, train_loader: Any, val_loader: Any) -> FitResult:
-        """Train (or resume) up to ``epochs`` epochs; return the history with the best weights loaded."""
+    def fit(self, train_loader: Any, val_loader: Any, train_eval_loader: Any = None) -> FitResult:
+        """Train (or resume) up to ``epochs`` epochs; return the history with the best weights loaded.
+
+        ``train_eval_loader`` (optional): fixed, un-augmented training images scored in eval
+        mode after every epoch, like the validation split (``train_eval_loss``,
+        ``train_eval_macro_auc``): the training side of the generalization gap, measured
+        the same way as its validation side.
+        """
         device = self.device or torch.device(getattr(train_loader, "device", "cpu"))
         self.device = device
         self._ddp = getattr(train_loader, "world_size", 1) > 1
@@ -362,9 +351,10 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
             if self.strategy.teacher is not None:
                 self.strategy.teacher.to(memory_format=torch.channels_last)
+        self.strategy.bind_student(self.model)
         teacher_mode = self.strategy.prepare(train_loader, amp=self.amp, progress=not self.quiet and self._main)
         opt = self._build_optimizer()
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=self.plateau_patience)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=self.spec.plateau_patience)
 
         history: list[dict[str, Any]] = []
         best_state = _cpu_state(self.model)
@@ -398,6 +388,8 @@ class Trainer:
                 torch.cuda.synchronize(device)
             train_seconds = time.perf_counter() - t0
             val_loss, val_auc = self._validate(val_loader)
+            if train_eval_loader is not None:
+                rec["train_eval_loss"], rec["train_eval_macro_auc"] = self._validate(train_eval_loader)
             sched.step(val_loss)
             improved = best_epoch == 0 or (math.isfinite(val_auc) and not val_auc <= best_metric)
             if improved:
@@ -447,6 +439,13 @@ class Trainer:
         )
 
 
-def fit(model: nn.Module, strategy: Strategy, train_loader: Any, val_loader: Any, **options: Any) -> FitResult:
-    """Shorthand for ``Trainer(model, strategy, **options).fit(train_loader, val_loader)``."""
-    return Trainer(model, strategy, **options).fit(train_loader, val_loader)
+def fit(model: nn.Module, strategy: Strategy, train_loader: Any, val_loader: Any, train_eval_loader: Any = None,
+        **options: Any) -> FitResult:
+    """Shorthand for ``Trainer(model, strategy, TrainSpec(...), ...).fit(...)``.
+
+    ``options`` holds :class:`kdmed.config.TrainSpec` fields and :class:`Trainer` keywords.
+    """
+    spec_fields = {f.name for f in dataclasses.fields(TrainSpec)}
+    spec = TrainSpec(**{k: v for k, v in options.items() if k in spec_fields})
+    rest = {k: v for k, v in options.items() if k not in spec_fields}
+    return Trainer(model, strategy, spec, **rest).fit(train_loader, val_loader, train_eval_loader)
