@@ -13,26 +13,31 @@
 # %% [markdown]
 # # Data
 #
-# ```{admonition} What produced this page
-# :class: note
-# Profile **{glue:text}`box_profile`** · data: {glue:text}`box_data` · image size {glue:text}`box_image_size` ·
-# student {glue:text}`box_student`, teacher {glue:text}`box_teacher` · small target subset
-# {glue:text}`box_target_subset` · teacher / transfer-init sources {glue:text}`box_teacher_init_source` ·
-# seeds {glue:text}`box_seeds` · epochs {glue:text}`box_epochs` · {glue:text}`box_KD`.
-# ```
-#
 # The paper trains on CheXpert, ChestX-ray8 and a diabetic-retinopathy set. This page
 # shows (1) the **real label tables** of CheXpert and NIH ChestX-ray14, which ship with
 # the `torchxrayvision` package and are analysed here in every profile, and (2) the
-# **images the chosen profile trains on** — synthetic images unless the profile points
-# at real datasets — with their patient-level splits and the small target subsets.
+# **images the chosen profile trains on** ({glue:text}`box_data`) with their
+# patient-level splits, the pool the teachers learn from and the small target subsets.
+# No patient is on two sides of a split ({glue:text}`patients_shared` shared), and no
+# target subset shares a patient with its teacher's pool ({glue:text}`pool_shared`
+# shared, over every seed and size).
+#
+# ```{admonition} What produced this page
+# :class: note dropdown
+# Profile **{glue:text}`box_profile`** · data: {glue:text}`box_data` · image size {glue:text}`box_image_size` ·
+# student {glue:text}`box_student` · teacher {glue:text}`box_teacher` · target subset {glue:text}`box_target_subset` ·
+# inits {glue:text}`box_inits` · training {glue:text}`box_training` · {glue:text}`box_KD`.
+#
+# Rebuild this page: {glue:text}`box_reproduce`
+# ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 #: the profile (book/profiles/<name>.yml) whose study this page shows; any field of
 #: kdmed.study.Study given as a papermill parameter (-p NAME VALUE) overrides its value
 profile = "default"
 
-# %%
+# %% tags=["remove-cell"]
+import dataclasses
 import tempfile
 
 import matplotlib.pyplot as plt
@@ -41,13 +46,17 @@ import pandas as pd
 from IPython.display import display
 from myst_nb import glue
 
-from kdmed import plots
+from kdmed import analysis, plots
+from kdmed.config import POOL_FRACTION
 from kdmed.data import open_dataset, subsample
 from kdmed.data.real_tables import label_only_root, real_table
+from kdmed.page import save_table
 from kdmed.paper import PAPER_SUBSETS
+from kdmed.runner import load_split
 from kdmed.study import open_chapter, open_split
 
-study = open_chapter(globals())
+CHAPTER = "01_data"
+study = open_chapter(globals(), CHAPTER)
 
 # %% [markdown]
 # ## Part 1 — the real label tables (no images)
@@ -64,7 +73,7 @@ study = open_chapter(globals())
 # {glue:text}`nih_rows:,d` images of {glue:text}`nih_patients:,d` patients;
 # {glue:text}`nih_nofinding:,d` are labelled "No Finding".
 
-# %%
+# %% tags=["hide-input"]
 tables_dir = tempfile.mkdtemp(prefix="kdmed-labels-")
 label_only = dict(check_files=False, progress=False)
 cx_root, nih_root_labels = label_only_root("chexpert", tables_dir), label_only_root("nih", tables_dir)
@@ -100,7 +109,7 @@ display(summary)
 # {glue:text}`cx_top_label` ({glue:text}`cx_top_prev:.1%`); the rarest NIH finding is
 # {glue:text}`nih_rare_label` ({glue:text}`nih_rare_prev:.2%`).
 
-# %%
+# %% tags=["hide-input"]
 cx_prev = cx_frontal.prevalence().rename("prevalence").rename_axis("class").reset_index().assign(source="CheXpert (frontal, U-Zeros)")
 nih_prev = nih_findings.mean().rename("prevalence").rename_axis("class").reset_index().assign(source="NIH ChestX-ray14")
 glue("cx_top_label", cx_prev.sort_values("prevalence").iloc[-1]["class"], display=False)
@@ -124,7 +133,7 @@ plt.show()
 # of frontal images. This is why the uncertainty policy (zeros, ones or ignore) is an
 # option of the loader.
 
-# %%
+# %% tags=["hide-input"]
 obs = cx_frontal.classes
 frontal_raw = cx_raw[cx_raw["Frontal/Lateral"] == "Frontal"]
 rates = pd.DataFrame({
@@ -148,7 +157,7 @@ plt.show()
 # given the row finding (CheXpert frontal views, U-Zeros). The synthetic images below
 # draw their label vectors from these rows, so they keep this structure.
 
-# %%
+# %% tags=["hide-input"]
 fig = plots.cooccurrence_heatmap(cx_frontal.labels, cx_frontal.classes, title="CheXpert: P(column | row)")
 plt.show()
 
@@ -163,7 +172,7 @@ plt.show()
 # (ChestX-ray8). The official NIH split lists are not shipped with the tables, so the
 # NIH train/test split here is a patient-level split with the official test share.
 
-# %%
+# %% tags=["hide-input"]
 cx_train = open_dataset("chexpert", cx_root, "train", **label_only)
 nih8_train = open_dataset("nih", nih_root_labels, "train", labels="chestxray8", **label_only)
 rows, gaps = [], {}
@@ -184,6 +193,7 @@ for name, df in long.groupby("dataset", sort=False):
     fig = plots.prevalence_bars(df, title=f"{name}: paper-size subset vs full training split")
     plt.show()
 
+
 # %% [markdown]
 # ## Part 2 — the images this profile trains on
 #
@@ -191,40 +201,60 @@ for name, df in long.groupby("dataset", sort=False):
 # images are rendered from label vectors drawn from the real CheXpert rows, each finding
 # drawn as its own visual sign with a random strength (so some positives are faint).
 # Three synthetic "institutions" differ in label mix and acquisition style: **C** plays
-# CheXpert (the small target subsets, and the large pool the in-domain teacher learns
-# from), **A** plays NIH (the source of the transfer-learning initialisation) and **B**
-# plays MIMIC-CXR (another institution's teacher, in the cross-domain chapter).
-# Fundus-like images with five retinopathy grades are the distant domain.
+# CheXpert (the target: its training split is cut, by patient, into the teachers' pool
+# and the part the small target subsets come from), **A** plays NIH (the near
+# transfer-learning init) and **B** plays MIMIC-CXR (another institution's network, in
+# the cross-domain chapter). Fundus-like images with five retinopathy grades are the
+# distant domain (the far init). Download: {download}`roles.csv <tables/01_data/roles.csv>`.
 
-# %%
-roles = {"target": study.target_data(), "teacher source": study.source_data("teacher", study.teacher_n),
-         "transfer-init source": study.source_data("pretrain", study.pretrain_n),
-         "other institution": study.source_data("other-chest", study.teacher_n)}
-split_rows, prev_rows, opened = [], [], {}
+# %% tags=["hide-input"]
+roles = {"target (C)": study.target_data(), "teacher pool (C)": study.teacher(study.teacher_pool_n).data,
+         "near init (A)": study.init("near").data, "other chest (B)": study.init("other-chest").data,
+         "far init (fundus)": study.init("far").data}
+rows, prev_rows = [], []
 for role, spec in roles.items():
-    splits = {s: open_split(spec, s) for s in ("train", "val", "test")}
-    opened[role] = splits
-    ids = {s: set(map(str, d.patient_ids)) for s, d in splits.items()}
-    shared = len(ids["train"] & ids["test"]) + len(ids["train"] & ids["val"]) + len(ids["val"] & ids["test"])
-    used = {"train": spec.train_n, "val": spec.val_n, "test": spec.test_n}
-    for s, d in splits.items():
-        split_rows.append({"role": role, "dataset": spec.dataset, "options": spec.option_dict, "split": s,
-                           "images": len(d), "patients": d.describe()["patients"],
-                           "images used (whole patients)": used[s] or len(d), "patients shared": shared})
-    prev_rows.append(splits["train"].prevalence().rename("prevalence").rename_axis("class").reset_index().assign(source=role))
-split_table = pd.DataFrame(split_rows)
-glue("patients_shared", int(split_table["patients shared"].sum()), display=False)
-display(split_table)
+    leaks = analysis.split_leaks(spec)  # raises when a patient is on two sides of a split
+    for split in ("train", "val", "test"):
+        whole = open_split(spec, split)
+        used = load_split(spec, split, progress=False).dataset
+        rows.append({"role": role, "dataset": spec.dataset, "split": split, "images in the split": len(whole),
+                     "part": spec.part if split == "train" else None, "images used": len(used),
+                     "patients used": used.describe()["patients"], "patients on two sides": leaks})
+    prev_rows.append(load_split(spec, "train", progress=False).dataset.prevalence().rename("prevalence")
+                     .rename_axis("class").reset_index().assign(source=role))
+role_table = pd.DataFrame(rows).set_index(["role", "split"])
+save_table(role_table, CHAPTER, "roles", study.profile)
+glue("patients_shared", int(role_table["patients on two sides"].sum()), display=False)
+display(role_table)
 
 # %% [markdown]
-# Across every role and split, {glue:text}`patients_shared` patients appear on two sides
-# of a split (it must be 0). The study draws the images it uses from each split by whole
-# patients (the column "images used"); the target's training subsets are drawn below.
-# Label prevalence per role:
+# ### The teachers' pool and the target subsets
+#
+# The target's training split is cut once, by patient, into a pool
+# ({glue:text}`pool_fraction:.0%` of its patients) and a target part; the teachers learn
+# from the pool and every target subset is drawn from the other part, so no target
+# subset shares a patient with any teacher, whatever its seed or size (checked below for
+# every pair; the build stops if one is not 0). Download:
+# {download}`pool_overlap.csv <tables/01_data/pool_overlap.csv>`.
 
-# %%
-fig = plots.prevalence_bars(pd.concat(prev_rows), title="label prevalence of each data role (training split)")
-plt.show()
+# %% tags=["hide-input"]
+overlap = analysis.patient_overlap(study)
+save_table(overlap.set_index(["target n", "seed"]), CHAPTER, "pool_overlap", study.profile)
+glue("pool_shared", int(overlap["shared patients"].sum()), display=False)
+glue("pool_fraction", POOL_FRACTION, display=False)
+display(overlap.set_index(["target n", "seed"]))
+
+# %% [markdown]
+# ```{glue:figure} fig_role_prevalence
+# :name: fig-role-prevalence
+#
+# Label prevalence of each data role's training images.
+# ```
+
+# %% tags=["hide-input"]
+fig = plots.prevalence_bars(pd.concat(prev_rows), title="label prevalence of each data role (training images)")
+glue("fig_role_prevalence", fig, display=False)
+plt.close(fig)
 
 # %% [markdown]
 # ### Example images
@@ -232,8 +262,8 @@ plt.show()
 # One training image of the target per finding (the first image positive for it), and the
 # same finding seen by each institution when the setting is synthetic.
 
-# %%
-target = opened["target"]["train"]
+# %% tags=["hide-input"]
+target = load_split(study.target_data(max(study.target_sizes)), "train", progress=False).dataset
 picks, titles = [], []
 for k, cls in enumerate(target.classes):
     hits = np.flatnonzero(target.labels[:, k] > 0.5)
@@ -244,11 +274,11 @@ examples = target.take(picks).image_array(progress=False)
 fig = plots.image_grid(np.asarray(examples), titles, ncols=7, title="target training images, one per finding")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 if study.setting == "synthetic":
     per_role, role_titles = [], []
-    for role in roles:
-        d = opened[role]["train"]
+    for role in ("target (C)", "near init (A)", "other chest (B)"):
+        d = load_split(roles[role], "train", progress=False).dataset
         cls = d.classes.index("Cardiomegaly")
         idx = np.flatnonzero(d.labels[:, cls] > 0.5)[:3]
         per_role.append(np.asarray(d.take(idx).image_array(progress=False)))
@@ -256,7 +286,7 @@ if study.setting == "synthetic":
     fig = plots.image_grid(np.concatenate(per_role), role_titles, ncols=3,
                            title="acquisition style per institution (same finding)")
     plt.show()
-    fundus = open_split(study.source_data("fundus"), "train")
+    fundus = load_split(roles["far init (fundus)"], "train", progress=False).dataset
     grade_idx = [int(np.flatnonzero(fundus.labels[:, g] > 0.5)[0]) for g in range(len(fundus.classes))]
     fig = plots.image_grid(np.asarray(fundus.take(grade_idx).image_array(progress=False)), fundus.classes, ncols=5,
                            title="synthetic fundus images, one per retinopathy grade")
@@ -265,18 +295,20 @@ if study.setting == "synthetic":
 # %% [markdown]
 # ### The small target subsets of this profile
 #
-# The students of the distillation chapter train on nested subsets of the target's
-# training split (each size contains the smaller ones). Their prevalence stays close to
-# the full split's; the largest gap over all sizes is {glue:text}`profile_subset_gap:.2%`.
+# The students train on nested subsets of the target part (each size contains the
+# smaller ones, for one seed). Their prevalence stays close to the target part's; the
+# largest gap over all sizes is {glue:text}`profile_subset_gap:.2%`.
 
-# %%
+# %% tags=["hide-input"]
+whole = load_split(dataclasses.replace(study.target_data(), train_n=None), "train", progress=False).dataset
 sub_rows, worst = [], 0.0
-full = target.prevalence()
+full = whole.prevalence()
 for n in study.target_sizes:
-    part = subsample(target, n, seed=0).prevalence()
-    worst = max(worst, float((full - part).abs().max()))
-    sub_rows.append(part.rename("prevalence").rename_axis("class").reset_index().assign(source=f"n = {n}"))
-sub_rows.append(full.rename("prevalence").rename_axis("class").reset_index().assign(source=f"full ({len(target)})"))
+    part = load_split(study.target_data(n, 0), "train", progress=False).dataset
+    prev = part.prevalence()
+    worst = max(worst, float((full - prev).abs().max()))
+    sub_rows.append(prev.rename("prevalence").rename_axis("class").reset_index().assign(source=f"n = {n}"))
+sub_rows.append(full.rename("prevalence").rename_axis("class").reset_index().assign(source=f"target part ({len(whole)})"))
 glue("profile_subset_gap", worst, display=False)
-fig = plots.prevalence_bars(pd.concat(sub_rows), title="target subsets vs the full target training split")
+fig = plots.prevalence_bars(pd.concat(sub_rows), title="target subsets (seed 0) vs the whole target part")
 plt.show()

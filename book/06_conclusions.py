@@ -13,83 +13,107 @@
 # %% [markdown]
 # # Conclusions
 #
+# Of the {glue:text}`n_tests` tests of the paper's claims under this page's profile,
+# {glue:text}`n_holds` hold on the stand-in, {glue:text}`n_opposite` are opposite on
+# the stand-in and {glue:text}`n_unresolved` are unresolved on the stand-in, after Holm's
+# correction over all of them. None of them is a test of the paper: that needs its real
+# data (the `full` profile), and this page's column for it stays "not tested here" until
+# a build on real data fills it.
+#
 # ```{admonition} What produced this page
-# :class: note
+# :class: note dropdown
 # Profile **{glue:text}`box_profile`** · data: {glue:text}`box_data` · image size {glue:text}`box_image_size` ·
-# student {glue:text}`box_student`, teacher {glue:text}`box_teacher` · small target subset
-# {glue:text}`box_target_subset` · teacher / transfer-init sources {glue:text}`box_teacher_init_source` ·
-# seeds {glue:text}`box_seeds` · epochs {glue:text}`box_epochs` · {glue:text}`box_KD`.
+# student {glue:text}`box_student` · teacher {glue:text}`box_teacher` · target subset {glue:text}`box_target_subset` ·
+# inits {glue:text}`box_inits` · training {glue:text}`box_training` · {glue:text}`box_KD`.
+#
+# Rebuild this page: {glue:text}`box_reproduce`
 # ```
 #
-# Every claim of the paper's abstract, beside what this book measured. The measurements
-# are read from the results store of each profile (`results/<profile>/`); a profile whose
-# runs are not there is marked "not run under this profile" — nothing is typed in by
-# hand. A verdict is **reproduced** when the 95 % interval over seeds lies above zero,
-# **contradicted** when it lies below, **inconclusive** otherwise.
+# Every measurement is read from the results store of its profile
+# (`results/<profile>/`); nothing is typed in by hand. The words follow one rule: on
+# synthetic data a result **holds**, is **opposite**, or is **unresolved on the
+# stand-in**; only real data can **reproduce** a claim or **not reproduce** it.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 #: the profile (book/profiles/<name>.yml) whose study this page shows; any field of
 #: kdmed.study.Study given as a papermill parameter (-p NAME VALUE) overrides its value
 profile = "default"
 
-# %%
+# %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from IPython.display import display
 from myst_nb import glue
 
-from kdmed.claims import measure_claims
+from kdmed.claims import measure
+from kdmed.inference import STAND_IN
+from kdmed.page import save_table
 from kdmed.paper import CITATION, choices_table
 from kdmed.profiles import available_profiles
 from kdmed.study import Study, open_chapter
 
-study = open_chapter(globals())
-studies = {study.profile: study}
-for name in available_profiles():
-    studies.setdefault(name, Study.from_profile(name))
-claims = pd.concat([measure_claims(s) for s in studies.values()], ignore_index=True)
-here = claims[claims["profile"] == study.profile]
-glue("n_claims", int(here["claim"].nunique()), display=False)
-glue("n_reproduced", int((here["verdict"] == "reproduced").sum()), display=False)
-glue("n_contradicted", int((here["verdict"] == "contradicted").sum()), display=False)
-glue("n_inconclusive", int(here["verdict"].str.startswith("inconclusive").sum()), display=False)
+CHAPTER = "06_conclusions"
+study = open_chapter(globals(), CHAPTER)
+here = measure(study)
+others = {name: measure(Study.from_profile(name)) for name in available_profiles() if name != study.profile}
 
 # %% [markdown]
 # ## The claims, under this profile
 #
-# Of the paper's {glue:text}`n_claims` claims, under this page's profile
-# {glue:text}`n_reproduced` are reproduced, {glue:text}`n_contradicted` contradicted and
-# {glue:text}`n_inconclusive` inconclusive (the rest were not measured).
+# One row per claim of the paper; each cell lists the claim's tests with their estimate,
+# 95 % interval and verdict. Download: {download}`claims.csv <tables/06_conclusions/claims.csv>`,
+# {download}`tests.csv <tables/06_conclusions/tests.csv>`.
 
-# %%
+# %% tags=["hide-input"]
+claims = here.claims.drop(columns=["key"]).set_index("claim")
+save_table(claims, CHAPTER, "claims", study.profile)
+tests = here.tests.set_index(["claim", "test"])
+save_table(tests, CHAPTER, "tests", study.profile)
+counts = here.tests["verdict"].value_counts()
+glue("n_tests", len(here.tests), display=False)
+for key, word in zip(("n_holds", "n_opposite", "n_unresolved"), STAND_IN):
+    glue(key, int(counts.get(word, 0)), display=False)
+words = ", ".join(f"{int(counts.get(w, 0))} {w.replace(' on the stand-in', '')}" for w in STAND_IN)
+glue("intro_verdicts", f"Of the {len(here.tests)} tests of the paper's claims under the {study.profile} profile: "
+                       f"{words} on the stand-in, after Holm's correction.", display=False)
 with pd.option_context("display.max_colwidth", None):
-    display(here[["paper says", "paper's figure", "our measurement", "verdict", "note"]].set_index("paper says"))
+    display(claims)
 
 # %% [markdown]
-# ## Verdicts under every profile
-#
-# Profiles whose results are in the store of this checkout count; the others are marked.
+# ## Every test, with Holm's correction
 
-# %%
-counts = claims.assign(verdict=claims["verdict"].str.replace(r" \(.*\)$", "", regex=True))
-counts = counts.groupby(["profile", "verdict"]).size().rename("claims").reset_index()
-fig, ax = plt.subplots(figsize=(7, 3.4))
-sns.barplot(data=counts, y="profile", x="claims", hue="verdict", ax=ax, orient="h")
-ax.set_title("verdicts per profile")
+# %% tags=["hide-input"]
+display(tests.drop(columns=["profile"]).style.format("{:+.2f}", subset=["estimate", "low", "high"])
+        .format("{:.3f}", subset=["p", "p (Holm)"], na_rep="—"))
+
+# %% [markdown]
+# ```{glue:figure} fig_verdicts
+# :name: fig-verdicts
+#
+# How many tests of each claim hold, are opposite or are unresolved, per profile whose
+# results are in this checkout (profiles without results are listed as not run).
+# ```
+
+# %% tags=["hide-input"]
+everything = pd.concat([here.tests] + [m.tests for m in others.values()], ignore_index=True)
+not_run = [name for name, m in others.items() if m.tests.empty]
+summary = everything.groupby(["profile", "verdict"]).size().rename("tests").reset_index()
+fig, ax = plt.subplots(figsize=(7, 3.2))
+sns.barplot(data=summary, y="profile", x="tests", hue="verdict", ax=ax, orient="h")
+ax.set_title("verdicts per profile" + (f" (not run: {', '.join(not_run)})" if not_run else ""))
 ax.legend(fontsize=8, loc="lower right")
 fig.tight_layout()
-plt.show()
-with pd.option_context("display.max_colwidth", 80):
-    display(claims[["claim", "profile", "setting", "verdict", "our measurement"]])
+glue("fig_verdicts", fig, display=False)
+plt.close(fig)
 
 # %% [markdown]
 # ## The choices we had to make
 #
 # The paper's full text and code are not available; these are the choices this book
-# makes where the abstract is silent.
+# makes where the abstract is silent. {glue:text}`citation`
 
-# %%
+# %% tags=["hide-input"]
+glue("citation", "Paper: " + CITATION, display=False)
 with pd.option_context("display.max_colwidth", None):
     display(choices_table().set_index("unknown in the paper"))
-print("Paper:", CITATION)

@@ -17,86 +17,44 @@
 # benchmark scripts in `benchmarks/`; each writes its table to
 # `benchmarks/results/<name>-<device>.json` and this page only reads those files. A
 # benchmark not run on a device is shown as **not measured**: no number here is typed in
-# by hand. Measured so far on: {glue:text}`compute_machines`.
+# by hand. Measured so far on: {glue:text}`compute_machines`. The `full` profile's study
+# at the paper's sizes needs {glue:text}`full_image_epochs` training image-epochs at its
+# epoch caps, {glue:text}`full_dominant`; on the measured DenseNet-121 throughput that is
+# {glue:text}`full_hours`.
 #
 # | script | what it measures |
 # | --- | --- |
 # | `bench_models.py` | model-only ceiling: training steps/s of each architecture on a random batch already on the device |
 # | `bench_e2e.py` | the real training loop (`Trainer` fed by the image cache through `ArrayLoader`, with augmentation) against that ceiling |
-# | `bench_strategies.py` | cost per epoch of each strategy (kd with cached or online teacher, at, kd+at) relative to training from labels only |
+# | `bench_strategies.py` | cost of each strategy per augmented epoch, its teacher pass shared by the runs of a chapter, relative to training from labels only |
 # | `bench_scaling.py` | time of one `run_one` as the training subset grows (fit time should be proportional to n) |
+# | `bench_numerics.py` | epoch time with the reproducible (AVX2, one thread) CPU kernels against the native ones |
 #
-# Rerun them with `python benchmarks/<script>.py` (add `--device cuda` on a GPU).
+# Rerun them with `python benchmarks/<script>.py` (add `--device cuda` on a GPU;
+# `bash benchmarks/run_gpu.sh` runs all of them there).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "default"
 #: folder of the benchmark JSON files (relative to the repository root, the book's working directory)
 results_dir = "benchmarks/results"
 
-# %%
-import json
-from pathlib import Path
+# %% tags=["remove-cell"]
+import dataclasses
 
 import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 import seaborn as sns
 from IPython.display import display
 from matplotlib.ticker import FuncFormatter
 from myst_nb import glue
 
-BENCHMARKS = {
-    "models": "model-only ceiling",
-    "e2e": "end-to-end vs ceiling",
-    "strategies": "strategy cost per epoch",
-    "scaling": "run time vs subset size",
-}
-DEVICES = ("cpu", "cuda")
-NOT_MEASURED = "not measured"
+from kdmed import benchreport as br
+from kdmed.page import save_table
+from kdmed.study import Study
 
-
-def load(name: str, device: str) -> dict | None:
-    """The benchmark's JSON (rows + machine) or None when the file does not exist."""
-    path = Path(results_dir) / f"{name}-{device}.json"
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not a readable benchmark JSON file ({err}); rerun benchmarks/bench_{name}.py") from err
-    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-        raise ValueError(f"{path}: expected a JSON object with a 'rows' list; rerun benchmarks/bench_{name}.py")
-    # bench_strategies.py writes its device description as a string, the other scripts a machine record
-    machine = data.get("machine") or {"device_name": data.get("device", "?")}
-    data["machine"] = machine
-    return data
-
-
-results = {(name, dev): load(name, dev) for name in BENCHMARKS for dev in DEVICES}
-
-
-def frame(name: str) -> pd.DataFrame:
-    """Every row of benchmark ``name`` over the devices that measured it, with a ``device`` column."""
-    parts = []
-    for (n, dev), d in results.items():
-        if n == name and d:
-            rows = pd.DataFrame(d["rows"]).assign(device=dev)
-            if "teacher" in d and "teacher" not in rows:  # bench_strategies keeps the teacher at the top
-                rows["teacher"] = d["teacher"]
-            parts.append(rows)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-
-status = pd.DataFrame(
-    [{"benchmark": f"{name} ({what})", "device": dev,
-      "measured on": d["machine"].get("device_name", "?") if d else NOT_MEASURED,
-      "torch": d["machine"].get("torch", "") if d else "",
-      "load (1 min)": d["machine"].get("load_1min", "") if d else "",
-      "date": d["machine"].get("date", "") if d else ""}
-     for name, what in BENCHMARKS.items() for dev in DEVICES
-     for d in [results[(name, dev)]]]
-)
-machines = sorted({row["measured on"] for _, row in status.iterrows() if row["measured on"] != NOT_MEASURED})
+CHAPTER = "appendix_compute"
+results = br.load_all(results_dir)
+status = br.status_table(results)
+machines = sorted(set(status["measured on"]) - {br.NOT_MEASURED})
 glue("compute_machines", "; ".join(machines) if machines else "nothing yet (no benchmark JSON found)", display=False)
 display(status)
 
@@ -104,152 +62,130 @@ display(status)
 # ## Throughput: model-only ceiling and the real training loop
 #
 # The ceiling is forward + loss + backward + Adam on a batch that already sits on the
-# device (bf16 autocast and channels_last on CUDA, fp32 on CPU); each model runs at the
-# image size of the profile that uses it. The end-to-end figure trains the same model
-# with the real loop, fed from the on-disk image cache with flips and rotations done on
-# the device. Their ratio is the share of the ceiling that the data pipeline leaves
-# (target on a GPU: at least 0.9). End-to-end / ceiling: CPU {glue:text}`e2e_ratio_cpu`,
-# GPU {glue:text}`e2e_ratio_cuda`.
+# device (bf16 autocast and channels_last on CUDA, fp32 on CPU). The end-to-end figure
+# trains the same model with the real loop, fed from the on-disk image cache with flips
+# and rotations done on the device. Their ratio is the share of the ceiling that the
+# data pipeline leaves (target on a GPU: at least 0.9). End-to-end / ceiling: CPU
+# {glue:text}`e2e_ratio_cpu`, GPU {glue:text}`e2e_ratio_cuda`.
 
-# %%
-models = frame("models")
-e2e = frame("e2e")
+# %% tags=["hide-input"]
+models, e2e = br.frame(results, "models"), br.frame(results, "e2e")
 if not models.empty:
-    display(models[["device", "model", "profile", "image_size", "batch_size", "params_m", "steps", "step_ms",
+    display(models[["device", "model", "profile", "image_size", "batch_size", "params_m", "step_ms",
                     "images_per_s"]].round(2))
 if not e2e.empty:
-    display(e2e[["device", "model", "image_size", "batch_size", "n_images", "loader_images_per_s",
-                 "e2e_images_per_s", "ceiling_images_per_s", "ratio"]].round(2))
-
-
-def ratio_text(device: str) -> str:
-    d = results[("e2e", device)]
-    if not d:
-        return NOT_MEASURED
-    return ", ".join(f"{r['model']} {r['ratio']:.2f}" for r in d["rows"])
-
-
-for dev in DEVICES:
-    glue(f"e2e_ratio_{dev}", ratio_text(dev), display=False)
+    display(e2e[["device", "model", "image_size", "batch_size", "n_images", "e2e_images_per_s",
+                 "ceiling_images_per_s", "ratio"]].round(2))
+for dev in br.DEVICES:
+    glue(f"e2e_ratio_{dev}", br.e2e_text(results, dev), display=False)
 
 # %% [markdown]
-# ## Cost of each strategy
+# ## Cost of each strategy, and of reproducible numerics
 #
-# One epoch of each strategy, relative to training the same student from labels only
-# (`x scratch`). Targets: kd at most 1.25 x, attention transfer at most 1.5 x. With a
-# cached teacher, kd reads the teacher's logits from memory; online (with augmentation,
-# and always for attention transfer) the teacher runs a forward pass on every batch.
-# Measured: {glue:text}`strategy_ratios`.
+# One augmented epoch of each strategy, relative to training the same student from
+# labels only. A taught student reads its teacher's outputs on each epoch's views from a
+# shared cache; the first student of a teacher and view seed computes them (the teacher
+# pass, shown separately as `pass_s`), the others read them, so a chapter pays each pass
+# once. Amortised costs (targets: kd at most 1.25 x, attention transfer at most 1.5 x):
+# {glue:text}`strategy_ratios`. Reproducible CPU kernels: {glue:text}`numerics_cost`.
 
-# %%
-strategies = frame("strategies")
+# %% tags=["hide-input"]
+strategies, numerics = br.frame(results, "strategies"), br.frame(results, "numerics")
 if not strategies.empty:
-    display(strategies[["device", "student", "strategy", "teacher_mode", "epoch_s", "images_per_s", "ratio",
-                        "setup_s"]].round(2))
-
-
-def strategy_text() -> str:
-    parts = []
-    for dev in DEVICES:
-        d = results[("strategies", dev)]
-        if not d:
-            parts.append(f"{dev.upper()} {NOT_MEASURED}")
-            continue
-        for student in dict.fromkeys(r["student"] for r in d["rows"]):
-            got = {r["strategy"]: r["ratio"] for r in d["rows"] if r["student"] == student}
-            shown = ", ".join(f"{k} {v:.2f}x" for k, v in got.items() if k != "scratch")
-            parts.append(f"{dev.upper()} {student}: {shown}")
-    return "; ".join(parts)
-
-
-glue("strategy_ratios", strategy_text(), display=False)
+    display(strategies[["device", "student", "strategy", "role", "epoch_s", "pass_s", "ratio", "amortised"]].round(2))
+if not numerics.empty:
+    display(numerics[["arch", "setting", "isa", "threads", "epoch_s", "images_per_s", "vs_reproducible"]].round(2))
+glue("strategy_ratios", br.strategy_text(results), display=False)
+glue("numerics_cost", br.numerics_text(results), display=False)
 
 # %% [markdown]
 # ## Run time vs subset size
 #
-# One complete run (`run_one`: data, a fixed number of epochs, validation each epoch,
-# test evaluation) per training-set size. Training time per image per epoch should be
-# flat, i.e. a slope of 1 on the log-log plot; the whole run's slope is lower because
-# the fixed-size validation/test work and the start-up weigh more on small runs.
-# Log-log slope of training time vs n: {glue:text}`scaling_slope`.
+# Training time per image per epoch should be flat, i.e. a slope of 1 on the log-log
+# plot. Log-log slope of training time vs n: {glue:text}`scaling_slope`.
 
-# %%
-scaling = frame("scaling")
+# %% tags=["hide-input"]
+scaling = br.frame(results, "scaling")
 if not scaling.empty:
-    display(scaling[["device", "n", "n_train", "epochs", "train_s", "total_s", "us_per_image_epoch",
-                     "images_per_s"]].round(2))
-slopes = []
-for dev in DEVICES:
-    d = results[("scaling", dev)]
-    slopes.append(f"{dev.upper()} {d['slope_train']:.2f} (whole run {d['slope_total']:.2f}, "
-                  f"{d['params']['arch']} {d['params']['image_size']} px, n {min(d['params']['sizes'])}-"
-                  f"{max(d['params']['sizes'])})" if d and "slope_train" in d else f"{dev.upper()} {NOT_MEASURED}")
-glue("scaling_slope", "; ".join(slopes), display=False)
-
-
-# %%
-def empty(ax: plt.Axes, title: str) -> None:
-    ax.text(0.5, 0.5, NOT_MEASURED, ha="center", va="center", transform=ax.transAxes, color="grey")
-    ax.set_title(title)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def plain_log_ticks(axis) -> None:
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    # label the 2x and 5x minor ticks too: one decade often spans the whole axis
-    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
-
-
-fig, axes = plt.subplots(2, 2, figsize=(14, 9))
-ax = axes[0, 0]
-if models.empty:
-    empty(ax, "model-only ceiling")
-else:
-    sns.barplot(data=models.assign(where=models["model"] + " " + models["image_size"].astype(str) + " px"),
-                y="where", x="images_per_s", hue="device", orient="h", ax=ax)
-    ax.set_xscale("log")
-    plain_log_ticks(ax.xaxis)
-    ax.set(xlabel="training images/s (log scale)", ylabel="", title="model-only ceiling")
-ax = axes[0, 1]
-if e2e.empty:
-    empty(ax, "end-to-end vs ceiling")
-else:
-    sns.barplot(data=e2e, y="model", x="ratio", hue="device", orient="h", ax=ax)
-    ax.axvline(0.9, ls="--", color="grey", lw=1, label="GPU target 0.9")
-    ax.set_xlim(0, max(1.05, float(e2e["ratio"].max()) * 1.05))
-    ax.legend(loc="lower left")
-    ax.set(xlabel="end-to-end images/s / model-only images/s", ylabel="",
-           title="share of the ceiling the real loop reaches")
-ax = axes[1, 0]
-if strategies.empty:
-    empty(ax, "images/s per strategy")
-else:
-    teacher = strategies["teacher"] if "teacher" in strategies else "?"
-    s = strategies.assign(student=strategies["student"] + ", teacher " + teacher + " (" + strategies["device"] + ")")
-    sns.barplot(data=s, y="strategy", x="images_per_s", hue="student", orient="h", ax=ax)
-    ax.set(xlabel="training images/s", ylabel="", title="images/s per strategy")
-ax = axes[1, 1]
-if scaling.empty:
-    empty(ax, "run time vs subset size")
-else:
-    sns.lineplot(data=scaling, x="n_train", y="train_s", hue="device", marker="o", ax=ax)
-    for dev, g in scaling.groupby("device"):
-        # slope-1 guide through the smallest run: cost proportional to n
-        n0, t0 = g["n_train"].min(), g.loc[g["n_train"].idxmin(), "train_s"]
-        xs = np.array([n0, g["n_train"].max()])
-        ax.plot(xs, t0 * xs / n0, ls="--", color="grey", lw=1)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    plain_log_ticks(ax.xaxis)
-    plain_log_ticks(ax.yaxis)
-    ax.set(xlabel="training images n (log)", ylabel="training seconds (log)",
-           title="run time vs subset size (dashed: slope 1)")
-fig.tight_layout()
-plt.show()
+    display(scaling[["device", "n", "n_train", "epochs", "train_s", "total_s", "us_per_image_epoch"]].round(2))
+glue("scaling_slope", br.scaling_text(results), display=False)
 
 # %% [markdown]
-# ## Book build times
+# ```{glue:figure} fig_compute
+# :name: fig-compute
 #
-# How long `make book` takes per profile is recorded in `benchmarks/RESULTS.md` by
-# whoever builds it; GPU rows stay "not yet measured" until a GPU run is made.
+# Model-only ceilings, the share of the ceiling the real loop reaches, the images/s of
+# each strategy and the run time against the subset size, per device that measured them.
+# ```
+
+# %% tags=["hide-input"]
+def empty(ax: plt.Axes, title: str) -> None:
+    ax.text(0.5, 0.5, br.NOT_MEASURED, ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set(title=title, xticks=[], yticks=[])
+
+
+plain = FuncFormatter(lambda v, _: f"{v:g}")
+fig, axes = plt.subplots(2, 2, figsize=(14, 9))
+if models.empty:
+    empty(axes[0, 0], "model-only ceiling")
+else:
+    sns.barplot(data=models.assign(where=models["model"] + " " + models["image_size"].astype(str) + " px"),
+                y="where", x="images_per_s", hue="device", orient="h", ax=axes[0, 0])
+    axes[0, 0].set_xscale("log")
+    axes[0, 0].xaxis.set_major_formatter(plain)
+    axes[0, 0].set(xlabel="training images/s (log scale)", ylabel="", title="model-only ceiling")
+if e2e.empty:
+    empty(axes[0, 1], "end-to-end vs ceiling")
+else:
+    sns.barplot(data=e2e, y="model", x="ratio", hue="device", orient="h", ax=axes[0, 1])
+    axes[0, 1].axvline(0.9, ls="--", color="grey", lw=1)
+    axes[0, 1].set(xlabel="end-to-end images/s / model-only images/s", ylabel="",
+                   title="share of the ceiling the real loop reaches")
+if strategies.empty:
+    empty(axes[1, 0], "strategy cost")
+else:
+    taught = strategies[strategies["role"] != "computes"]
+    sns.barplot(data=taught, y="strategy", x="amortised", hue="student", orient="h", ax=axes[1, 0])
+    axes[1, 0].axvline(1.25, ls="--", color="grey", lw=1)
+    axes[1, 0].set(xlabel="epoch time / scratch epoch time (teacher pass amortised)", ylabel="",
+                   title="cost of each strategy")
+if scaling.empty:
+    empty(axes[1, 1], "run time vs subset size")
+else:
+    sns.lineplot(data=scaling, x="n_train", y="train_s", hue="device", marker="o", ax=axes[1, 1])
+    axes[1, 1].set(xscale="log", yscale="log", xlabel="training images n (log)", ylabel="training seconds (log)",
+                   title="run time vs subset size")
+fig.tight_layout()
+glue("fig_compute", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ## What the full study would cost
+#
+# Every run of the `full` profile's study (teachers on a {glue:text}`full_pool:,d`-image
+# CheXpert pool, students at n = {glue:text}`full_target:,d`, every arm, size and seed),
+# counted in training image-epochs at each run's epoch cap (an upper bound: early
+# stopping ends most runs sooner; the default build used {glue:text}`cap_share:.0%` of
+# its caps), divided by the measured model-only DenseNet-121 throughput at 224 px. GPU:
+# {glue:text}`full_hours_gpu`. CPU: {glue:text}`full_hours_cpu`. Download:
+# {download}`cost_model.csv <tables/appendix_compute/cost_model.csv>`.
+
+# %% tags=["hide-input"]
+full = dataclasses.replace(Study.from_profile("full"), setting="synthetic")  # the sizes only: no data is read
+share = br.default_cap_share(profile)
+rates = {dev: br.measured_rate(results, full.student_arch, dev) for dev in br.DEVICES}
+cost = br.cost_model(full, rates["cuda"] or rates["cpu"])
+save_table(cost, CHAPTER, "cost_model", profile)
+display(cost.style.format({"image-epochs": "{:,.0f}", "share": "{:.0%}", "hours": "{:,.1f}"}, na_rep="—"))
+top = cost["share"].idxmax()
+glue("full_image_epochs", f"{cost['image-epochs'].sum():,.0f}", display=False)
+glue("full_dominant", f"{cost.loc[top, 'share']:.0%} of them in the {top} runs", display=False)
+for dev, label in (("cuda", "full_hours_gpu"), ("cpu", "full_hours_cpu")):
+    hours = cost["image-epochs"].sum() / rates[dev] / 3600 if rates[dev] else None
+    glue(label, f"{hours:,.0f} hours at the cap, about {hours * share:,.0f} at the share of the cap the default "
+                f"build used ({rates[dev]:,.1f} images/s measured)" if hours else br.NOT_MEASURED, display=False)
+glue("full_hours", "not measured on a GPU: " + br.NOT_MEASURED if not rates["cuda"] else
+     f"{cost['image-epochs'].sum() / rates['cuda'] / 3600:,.0f} GPU-hours at the cap", display=False)
+glue("full_pool", full.teacher_pool_n, display=False)
+glue("full_target", full.target_n, display=False)
+glue("cap_share", share, display=False)

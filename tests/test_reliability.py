@@ -451,7 +451,11 @@ def test_atomic_files_get_the_permissions_of_a_plain_open(tmp_path):
 ALLOWED_RAW_WRITES = {
     # _build/stage/<profile>/ is a scratch copy rebuilt from nothing by every build; the renderer's
     # output is swapped in only when complete
-    ("book.py", "stage"): "scratch folder",
+    ("book/render.py", "stage"): "scratch folder",
+    ("book/render.py", "_write_for_reading"): "scratch folder (the staged copy of an executed notebook)",
+    ("book/render.py", "_drop_findings"): "scratch folder (a staged page of a partial build)",
+    # a probe copy of a rendered page for the browser check, deleted right after
+    ("book/browser.py", "view_page"): "scratch copy",
     # an append-only log of progress lines (one short O_APPEND write each): a kill leaves at most a
     # partial last line, which kdmed.progress.Tail never emits; no result is read from it
     ("progress.py", "report"): "append-only log",

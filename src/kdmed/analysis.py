@@ -1,121 +1,274 @@
-"""Summaries the chapters show: means over seeds with CIs, paired gains, histories, teacher evaluations.
+"""The tables the chapters show, computed from stored runs (:mod:`kdmed.store`); nothing trains here.
 
-Everything here reads stored runs (:mod:`kdmed.store`); nothing trains.
+Every gain is in AUC points (100 × ΔAUC, :func:`kdmed.inference.points`) with a
+hierarchical bootstrap CI (seeds, then patients). Evaluations of stored models on the
+target's test set (a teacher's AUC there) come from :func:`kdmed.runner.evaluate_on`,
+which reads them from the store.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from kdmed.metrics import evaluate, macro_auc, mean_ci, paired_bootstrap
-from kdmed.config import RunConfig
-from kdmed.store import ResultStore, load_history, load_result, load_scores
+from kdmed import inference
+from kdmed.experiments import DOMAINS, Grid
+from kdmed.metrics import evaluate, macro_auc, mean_ci
+from kdmed.store import ResultStore
+from kdmed.study import CONTRASTS, Study
+
+#: epochs over which a training curve's last slope is measured (validation macro-AUC per epoch)
+SLOPE_EPOCHS = 5
+#: share of its best validation AUC at which a run counts as converged (epochs to 95 %)
+CONVERGED_SHARE = 0.95
 
 
-def mean_table(table: pd.DataFrame, by: Sequence[str], value: str = "macro_auc", ci: float = 0.95) -> pd.DataFrame:
-    """Mean of ``value`` over seeds per group, with a t-interval (``low``/``high``) and the count ``n``."""
-    missing = [c for c in [*by, value] if c not in table.columns]
-    if missing:
-        raise ValueError(f"mean_table: missing column(s) {missing}")
+class AnalysisError(RuntimeError):
+    """A stored result does not allow the comparison asked for."""
+
+
+# ============================================================================ scores
+def grouped_scores(store: ResultStore, grid: Grid, by: str = "arm", order: str = "seed"
+                   ) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray]]:
+    """Test-set scores of ``grid``'s runs, grouped by label ``by`` and sorted by ``order``, plus the test set.
+
+    Every run must have been tested on the same images (same rows, labels, patients).
+    """
+    groups: dict[str, list[tuple[Any, np.ndarray]]] = {}
+    reference = None
+    for cfg, lab in grid:
+        s = store.load_scores(cfg)
+        if reference is None:
+            reference = s
+        elif not np.array_equal(reference["rows"], s["rows"]):
+            raise AnalysisError(f"run {cfg.name!r} was tested on other images than {grid.configs[0].name!r}")
+        groups.setdefault(str(lab[by]), []).append((lab[order], s["y_score"]))
+    if reference is None:
+        raise AnalysisError("the grid holds no run")
+    scores = {k: [v for _, v in sorted(items, key=lambda t: t[0])] for k, items in groups.items()}
+    return scores, {"y_true": reference["y_true"], "patient_ids": reference["patient_ids"], "rows": reference["rows"]}
+
+
+def teacher_scores(study: Study, store: ResultStore, seeds: Sequence[int], pool: int | None = None) -> list[np.ndarray]:
+    """The teacher of each student seed scored on the target's test set (a stored evaluation)."""
+    from kdmed.runner import evaluate_on
+
+    return [evaluate_on(study.teacher_for(seed, pool), store, study.target_data())["y_score"] for seed in seeds]
+
+
+def bootstrap(study: Study, scores: Mapping[str, Sequence[np.ndarray]], test: Mapping[str, np.ndarray],
+              seed: int = 0) -> inference.AUCBootstrap:
+    """:func:`kdmed.inference.auc_bootstrap` with the study's number of resamples."""
+    return inference.auc_bootstrap(test["y_true"], test["patient_ids"], scores, study.n_boot, seed)
+
+
+# ============================================================================ tables
+def arm_table(bs: inference.AUCBootstrap, arms: Iterable[str]) -> pd.DataFrame:
+    """Mean test macro-AUC of each arm over seeds, with its hierarchical 95 % CI; indexed by arm."""
     rows = []
-    for keys, g in table.groupby(list(by), sort=False, dropna=False):
-        keys = keys if isinstance(keys, tuple) else (keys,)
-        stats = mean_ci(g[value].to_numpy(dtype=float), ci=ci)
-        rows.append({**dict(zip(by, keys)), "mean": stats["mean"], "low": stats["low"], "high": stats["high"],
-                     "n": stats["n"]})
-    return pd.DataFrame(rows)
+    for arm in arms:
+        c = inference.level_ci(bs, arm)
+        rows.append({"arm": arm, "macro-AUC": c["estimate"], "low": c["low"], "high": c["high"],
+                     "seeds": len(bs.point[arm])})
+    return pd.DataFrame(rows).set_index("arm")
 
 
-def paired_gains(store: ResultStore, runs_a: Sequence[RunConfig], runs_b: Sequence[RunConfig], *,
-                 n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Per pair (same seed, same test images): macro-AUC of a minus b with a paired patient bootstrap CI."""
-    if len(runs_a) != len(runs_b):
-        raise ValueError(f"paired_gains: {len(runs_a)} runs against {len(runs_b)}")
+def contrast_table(bs: inference.AUCBootstrap, contrasts: Mapping[str, tuple[str, str, str, str]] = CONTRASTS
+                   ) -> pd.DataFrame:
+    """Each contrast's gain in AUC points (mean over seeds) with its CI and p-value; indexed by contrast."""
     rows = []
-    for a, b in zip(runs_a, runs_b):
-        sa, sb = load_scores(a, store), load_scores(b, store)
-        if not np.array_equal(sa["rows"], sb["rows"]):
-            raise ValueError(f"runs {a.name!r} and {b.name!r} were tested on different images; cannot pair them")
-        if n_boot > 0:
-            res = paired_bootstrap(sa["y_true"], sa["y_score"], sb["y_score"], n_boot=n_boot,
-                                   groups=sa["patient_ids"], seed=seed)
-        else:  # the difference alone, no interval
-            diff = macro_auc(sa["y_true"], sa["y_score"]) - macro_auc(sb["y_true"], sb["y_score"])
-            res = {"diff": diff, "low": np.nan, "high": np.nan, "p_value": np.nan}
-        auc_b = load_result(b, store)["metrics"]["macro_auc"]
-        rows.append({"a": a.name, "b": b.name, "seed": a.seed, "train_n": a.data.train_n, "diff": res["diff"],
-                     "low": res["low"], "high": res["high"], "p_value": res["p_value"], "baseline_auc": auc_b,
-                     "relative_pct": 100 * res["diff"] / auc_b})
-    return pd.DataFrame(rows)
+    for label, (framing, init, a, b) in contrasts.items():
+        if a not in bs.point or b not in bs.point:
+            continue
+        c = inference.contrast(bs, a, b)
+        rows.append({"comparison": label, "framing": framing, "init": init, "gain (AUC points)": c["estimate"],
+                     "low": c["low"], "high": c["high"], "p": c["p_value"], "seeds": c["seeds"]})
+    return pd.DataFrame(rows).set_index("comparison")
 
 
-def pooled_gain(pairs: pd.DataFrame) -> dict[str, float]:
-    """Mean paired gain over seeds (absolute AUC points and relative %), with t-intervals over seeds."""
-    absolute = mean_ci(pairs["diff"].to_numpy(dtype=float))
-    relative = mean_ci(pairs["relative_pct"].to_numpy(dtype=float))
-    return {"diff": absolute["mean"], "low": absolute["low"], "high": absolute["high"], "n": absolute["n"],
-            "relative_pct": relative["mean"], "relative_low": relative["low"], "relative_high": relative["high"]}
+def with_holm(table: pd.DataFrame, real_data: bool, p: str = "p", estimate: str = "gain (AUC points)") -> pd.DataFrame:
+    """``table`` with Holm-adjusted p-values over its rows and the verdict of each row."""
+    out = table.copy()
+    out["p (Holm)"] = inference.holm(out[p].to_numpy())
+    out["verdict"] = [inference.verdict(e, q, real_data) for e, q in zip(out[estimate], out["p (Holm)"])]
+    return out
 
 
-def verdict(low: float, high: float, estimate: float) -> str:
-    """"reproduced" when the CI lies above 0, "contradicted" when below, else "inconclusive"."""
-    if np.isnan(estimate):
-        return "not measured"
-    if not np.isnan(low) and low > 0:
-        return "reproduced"
-    if not np.isnan(high) and high < 0:
-        return "contradicted"
-    if np.isnan(low):
-        return "inconclusive (one seed: no CI)" if estimate != 0 else "inconclusive"
-    return "inconclusive"
+def training_summary(store: ResultStore, grid: Grid) -> pd.DataFrame:
+    """Per run: epochs run, cap, best epoch, stopped early, the last epochs' slope of validation AUC.
 
-
-def histories(store: ResultStore, runs: Sequence[RunConfig], labels: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Per-epoch histories of ``runs``, long format, with the label columns and the seed added."""
-    frames = []
-    for cfg, lab in zip(runs, labels):
-        h = load_history(cfg, store)
-        frames.append(h.assign(seed=cfg.seed, **lab))
-    return pd.concat(frames, ignore_index=True)
-
-
-def convergence_table(store: ResultStore, runs: Sequence[RunConfig], labels: Sequence[dict[str, Any]],
-                      by: str = "method") -> pd.DataFrame:
-    """Per run: best epoch, final train-minus-validation gaps (AUC and loss), then means per ``by``."""
+    The slope (AUC per epoch, least squares over the last :data:`SLOPE_EPOCHS` epochs) says
+    whether the curve was still rising when the run stopped.
+    """
     rows = []
-    for cfg, lab in zip(runs, labels):
-        res = load_result(cfg, store)
+    for cfg, lab in grid:
+        res = store.load_result(cfg)
         h = pd.DataFrame(res["history"])
-        last = h.iloc[-1]
-        rows.append({**lab, "seed": cfg.seed, "best_epoch": res["best_epoch"], "epochs_run": res["epochs_run"],
-                     "auc_gap": float(last.get("train_eval_macro_auc", np.nan) - last["val_macro_auc"]),
-                     "loss_gap": float(last["val_loss"] - last.get("train_eval_loss", np.nan)),
-                     "best_val_auc": res["best_val_macro_auc"], "test_auc": res["metrics"]["macro_auc"]})
-    per_run = pd.DataFrame(rows)
-    return per_run.groupby(by, sort=False)[["best_epoch", "auc_gap", "loss_gap", "best_val_auc", "test_auc"]].mean()
+        tail = h["val_macro_auc"].to_numpy()[-SLOPE_EPOCHS:]
+        slope = float(np.polyfit(np.arange(len(tail)), tail, 1)[0]) if len(tail) >= 2 else np.nan
+        best = res["best_val_macro_auc"]
+        reached = np.flatnonzero(h["val_macro_auc"].to_numpy() >= CONVERGED_SHARE * best)
+        best_row = h[h["epoch"] == res["best_epoch"]].iloc[0]
+        rows.append({**lab, "name": cfg.name, "epochs run": res["epochs_run"], "cap": cfg.train.epochs,
+                     "at cap": res["epochs_run"] >= cfg.train.epochs and not res["stopped_early"],
+                     "best epoch": res["best_epoch"], "stopped early": res["stopped_early"],
+                     "epochs to 95 % of best": int(h["epoch"].iloc[reached[0]]) if reached.size else np.nan,
+                     "last slope (AUC/epoch)": slope, "best val AUC": best,
+                     "gap at best (AUC points)": inference.points(best_row.get("train_eval_macro_auc", np.nan)
+                                                                   - best_row["val_macro_auc"]),
+                     "loss gap at best": float(best_row["val_loss"] - best_row.get("train_eval_loss", np.nan)),
+                     "test AUC": res["metrics"]["macro_auc"], "train seconds": res["timings"]["train_seconds"]})
+    return pd.DataFrame(rows)
 
 
-def evaluate_with_ci(scores: dict[str, Any], n_boot: int = 1000) -> tuple[dict[str, Any], pd.DataFrame]:
+def histories(store: ResultStore, grid: Grid) -> pd.DataFrame:
+    """Per-epoch histories of ``grid``'s runs, long format, with their label columns."""
+    return pd.concat([store.load_history(c).assign(**lab) for c, lab in grid], ignore_index=True)
+
+
+def evaluate_with_ci(scores: Mapping[str, Any], n_boot: int) -> tuple[dict[str, Any], pd.DataFrame]:
     """:func:`kdmed.metrics.evaluate` with patient-bootstrap CIs, plus a per-class table (class, auc, low, high)."""
     m = evaluate(scores["y_true"], scores["y_score"], scores["task"], classes=scores["classes"],
                  patient_ids=scores["patient_ids"], n_boot=n_boot)
-    per_class = m["per_class_auc"]
     ci = m.get("per_class_auc_ci", {})
     rows = []
     for k, name in enumerate(scores["classes"]):
-        est = per_class[name] if isinstance(per_class, dict) else per_class[k]
-        lo, hi = _ci_bounds(ci, name, k)
-        rows.append({"class": name, "auc": est, "low": lo, "high": hi,
+        low, high = ci.get(name, (np.nan, np.nan))
+        rows.append({"class": name, "auc": m["per_class_auc"][name], "low": float(low), "high": float(high),
                      "positives": int(np.nansum(scores["y_true"][:, k] > 0.5))})
     return m, pd.DataFrame(rows)
 
 
-def _ci_bounds(ci: Any, name: str, k: int) -> tuple[float, float]:
-    # evaluate() stores per-class bounds as {class: [low, high]}
-    if isinstance(ci, dict) and name in ci:
-        low, high = ci[name]
-        return float(low), float(high)
-    return float("nan"), float("nan")
+# ============================================================================ the regime map
+def regime(study: Study, store: ResultStore, sweep: Grid, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Gain over transfer against the teacher's advantage, per strength; and the crossover of each framing.
+
+    Returns (points, fits): one row per teacher strength and framing with the teacher's
+    advantage (its AUC on the target test set minus the baseline's) and the gain, in
+    AUC points with CIs; and per framing the fitted slope and crossover (the advantage
+    at which the taught student starts to beat transfer).
+    """
+    scores, test = {}, None
+    for pool in study.teacher_pool_sizes:
+        part = sweep.select(pool=pool)
+        arm_scores, test = grouped_scores(store, part)
+        for arm, values in arm_scores.items():
+            scores[f"{arm}|{pool}"] = values
+        scores[f"teacher|{pool}"] = teacher_scores(study, store, study.sweep_seeds, pool)
+    bs = bootstrap(study, scores, test, seed)
+    framings = {"kd − transfer (near)": ("kd", "transfer@near"), "kd − transfer (far)": ("kd", "transfer@far"),
+                "transfer+kd − transfer (near)": ("transfer+kd@near", "transfer@near"),
+                "transfer+kd − transfer (far)": ("transfer+kd@far", "transfer@far")}
+    rows, fits = [], []
+    for label, (a, b) in framings.items():
+        triples = []
+        for pool in study.teacher_pool_sizes:
+            t, ka, kb = f"teacher|{pool}", f"{a}|{pool}", f"{b}|{pool}"
+            adv, gain = inference.contrast(bs, t, kb), inference.contrast(bs, ka, kb)
+            rows.append({"comparison": label, "teacher pool": pool, "pool / target": pool / study.target_n,
+                         "teacher AUC": float(np.mean(bs.point[t])), "baseline AUC": float(np.mean(bs.point[kb])),
+                         "advantage (AUC points)": adv["estimate"], "advantage low": adv["low"],
+                         "advantage high": adv["high"], "gain (AUC points)": gain["estimate"],
+                         "low": gain["low"], "high": gain["high"], "p": gain["p_value"]})
+            triples.append((t, ka, kb))
+        fit = inference.regime_fit(bs, triples)
+        fits.append({"comparison": label, **{k: v for k, v in fit.items() if k not in ("advantages", "gains")}})
+    return pd.DataFrame(rows), pd.DataFrame(fits).set_index("comparison")
+
+
+# ============================================================================ other chapters
+def cross_domain_table(study: Study, store: ResultStore, grid: Grid, seed: int = 0) -> pd.DataFrame:
+    """Per teacher domain, separately: each way of using it (kd, at) against fine-tuning from it."""
+    scores, test = grouped_scores(store, keyed(grid), by="key")
+    bs = bootstrap(study, scores, test, seed)
+    rows = []
+    for role, label in DOMAINS.items():
+        for method in ("kd", "at"):
+            a, b = f"{role}:{method}", f"{role}:transfer"
+            if a not in bs.point:
+                continue
+            c = inference.contrast(bs, a, b)
+            rows.append({"domain": label, "comparison": f"{method} − transfer (both from this domain)",
+                         "gain (AUC points)": c["estimate"], "low": c["low"], "high": c["high"], "p": c["p_value"],
+                         "taught AUC": float(np.mean(bs.point[a])), "transfer AUC": float(np.mean(bs.point[b])),
+                         "seeds": c["seeds"]})
+    return pd.DataFrame(rows)
+
+
+def keyed(grid: Grid) -> Grid:
+    """``grid`` with a ``key`` label ``"<role>:<method>"`` (for :func:`grouped_scores`)."""
+    return Grid(grid.configs, [{**lab, "key": f"{lab['role']}:{lab['method']}"} for lab in grid.labels])
+
+
+def select_temperature_alpha(store: ResultStore, grid: Grid) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The T × alpha grid: validation AUC (mean over the grid seeds) picks the cell; its test AUC is reported."""
+    rows = []
+    for cfg, lab in grid:
+        res = store.load_result(cfg)
+        rows.append({**lab, "val AUC": res["best_val_macro_auc"], "test AUC": res["metrics"]["macro_auc"]})
+    table = pd.DataFrame(rows).groupby(["temperature", "alpha"], as_index=False)[["val AUC", "test AUC"]].mean()
+    best = table.loc[table["val AUC"].idxmax()]
+    return table, {"temperature": float(best["temperature"]), "alpha": float(best["alpha"]),
+                   "val AUC": float(best["val AUC"]), "test AUC": float(best["test AUC"]),
+                   "test AUC of the test-best cell": float(table["test AUC"].max())}
+
+
+def patient_overlap(study: Study, rule: str = "disjoint") -> pd.DataFrame:
+    """Patients each target subset shares with its teacher's pool, for every seed and size.
+
+    Under the study's rule (``disjoint``) this must be 0 for every row:
+    :class:`AnalysisError` is raised otherwise. ``overlapping`` measures the other rule.
+    """
+    from kdmed.runner import load_split
+
+    rows = []
+    for n in study.target_sizes:
+        for seed in sorted(set(study.seeds) | set(study.curve_seeds)):
+            target = set(map(str, load_split(study.target_data(n, seed), "train", progress=False).dataset.patient_ids))
+            teacher = study.teacher_for(seed) if rule == "disjoint" else \
+                study.teacher(study.teacher_pool_n, study.teacher_seeds[0], rule=rule)
+            pool = set(map(str, load_split(teacher.data, "train", progress=False).dataset.patient_ids))
+            shared = len(target & pool)
+            rows.append({"target n": n, "seed": seed, "teacher": teacher.name, "target patients": len(target),
+                         "pool patients": len(pool), "shared patients": shared,
+                         "share of the target": shared / len(target)})
+    table = pd.DataFrame(rows)
+    if rule == "disjoint" and table["shared patients"].any():
+        bad = table[table["shared patients"] > 0]
+        raise AnalysisError(f"target subsets share patients with their teacher's pool:\n{bad.to_string()}")
+    return table
+
+
+def compute_line(store: ResultStore, configs: Sequence) -> str:
+    """What the stored runs of ``configs`` were computed with, e.g. ``reproducible (AVX2, 1 thread, cpu): 12 runs``."""
+    summary = store.compute_summary(list(configs))
+    return "; ".join(f"{r['computed with']}: {r['runs']} runs" for r in summary.to_dict("records"))
+
+
+def split_leaks(spec) -> int:
+    """Patients of ``spec``'s dataset on two sides of its train/val/test split; raises when it is not 0."""
+    from kdmed.study import open_split
+
+    ids = {s: set(map(str, open_split(spec, s).patient_ids)) for s in ("train", "val", "test")}
+    shared = len(ids["train"] & ids["val"]) + len(ids["train"] & ids["test"]) + len(ids["val"] & ids["test"])
+    if shared:
+        raise AnalysisError(f"{spec.dataset} {spec.option_dict}: {shared} patients are on two sides of its split")
+    return shared
+
+
+def capped_runs(summary: pd.DataFrame) -> pd.DataFrame:
+    """The runs of a :func:`training_summary` that stopped at their epoch cap (there should be none)."""
+    return summary[summary["at cap"]]
+
+
+def mean_over_seeds(values: Sequence[float]) -> dict[str, float]:
+    """Mean with a t-interval over seeds (for quantities without scores, e.g. epochs)."""
+    return mean_ci(np.asarray(values, dtype=float))
+
+
+__all__ = ["AnalysisError", "arm_table", "bootstrap", "capped_runs", "compute_line", "contrast_table", "cross_domain_table",
+           "evaluate_with_ci", "grouped_scores", "histories", "keyed", "macro_auc", "mean_over_seeds",
+           "patient_overlap", "regime", "split_leaks", "select_temperature_alpha", "teacher_scores", "training_summary",
+           "with_holm"]

@@ -1,123 +1,114 @@
-"""Each claim of the paper, measured from the cached runs of one profile.
+"""Each claim of the paper, measured from the stored runs of one profile, with Holm-corrected verdicts.
 
-:func:`measure_claims` only reads results: a claim whose runs are not all complete in
-the profile's results store is reported as "not run under this profile", never trained.
+:func:`measure` only reads results: a profile whose runs are not all in its results
+store is reported as "not run under this profile", never trained. Every test of a
+claim (one per framing, init, domain...) enters one Holm correction; a claim's row
+lists its tests with their verdicts, on the synthetic stand-in or on real data
+(:func:`kdmed.inference.verdict`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from kdmed.analysis import paired_gains, pooled_gain, verdict
-from kdmed.metrics import mean_ci
+from kdmed import analysis, experiments, inference
 from kdmed.paper import CLAIMS
-from kdmed.config import RunConfig
-from kdmed.store import load_result
-from kdmed.study import CROSS_DOMAINS, Study, cross_domain_grid, regularization_grid
+from kdmed.study import CONTRASTS, Study
 
-#: claims measured by kd − transfer, and the setting where the real data of the claim is used
-GAIN_CLAIMS = {"chexpert_gain": "chexpert", "chestxray8_gain": "chestxray8"}
+#: the claim each test belongs to
+GAIN, CROSS, REGULARIZATION, CONVERGENCE = (c.key for c in CLAIMS)
 
 
-def _complete(study: Study, configs: list[RunConfig]) -> bool:
+@dataclasses.dataclass
+class Measured:
+    """Every test of the claims under one profile (a row each) and the claims table."""
+
+    tests: pd.DataFrame
+    claims: pd.DataFrame
+    headline: dict[str, Any]
+
+
+def _complete(study: Study, grid: experiments.Grid) -> bool:
     store = study.store()
-    try:
-        return all(store.is_complete(c) for c in configs)
-    except Exception:  # a stale result counts as not measured here; the chapters report it loudly
-        return False
+    return all(store.status(c) == "complete" for c in grid.configs)
 
 
-def _row(claim_key: str, study: Study, measured: str, low: float, high: float, estimate: float,
-         note: str = "") -> dict[str, Any]:
-    return {"claim": claim_key, "profile": study.profile, "setting": study.setting, "our measurement": measured,
-            "verdict": verdict(low, high, estimate), "note": note}
+def _seed_test(values: np.ndarray) -> dict[str, float]:
+    """Mean of per-seed paired differences with a t-interval and a two-sided t-test p-value."""
+    ci = analysis.mean_over_seeds(values)
+    p = float(stats.ttest_1samp(values, 0.0).pvalue) if len(values) > 1 and np.std(values) > 0 else np.nan
+    return {"estimate": ci["mean"], "low": ci["low"], "high": ci["high"], "p": p}
 
 
-def _not_run(claim_key: str, study: Study, why: str) -> dict[str, Any]:
-    return {"claim": claim_key, "profile": study.profile, "setting": study.setting, "our measurement": "—",
-            "verdict": "not run under this profile", "note": why}
+def gain_tests(study: Study) -> pd.DataFrame:
+    """The headline contrasts (both framings, near and far), in AUC points with hierarchical CIs."""
+    store = study.store()
+    scores, test = analysis.grouped_scores(store, experiments.headline(study))
+    bs = analysis.bootstrap(study, scores, test)
+    table = analysis.contrast_table(bs, CONTRASTS)
+    return pd.DataFrame({"claim": GAIN, "test": table.index, "estimate": table["gain (AUC points)"],
+                         "low": table["low"], "high": table["high"], "p": table["p"],
+                         "unit": "AUC points", "seeds": table["seeds"]}).reset_index(drop=True)
 
 
-def _gain_rows(study: Study) -> list[dict[str, Any]]:
-    n = study.target_n
-    kd = [study.student("kd", n, s) for s in study.seeds]
-    tr = [study.student("transfer", n, s) for s in study.seeds]
+def cross_domain_tests(study: Study) -> pd.DataFrame:
+    """Per teacher domain: kd / at from it against fine-tuning from it."""
+    table = analysis.cross_domain_table(study, study.store(), experiments.cross_domain(study))
+    return pd.DataFrame({"claim": CROSS, "test": table["domain"] + ": " + table["comparison"],
+                         "estimate": table["gain (AUC points)"], "low": table["low"], "high": table["high"],
+                         "p": table["p"], "unit": "AUC points", "seeds": table["seeds"]})
+
+
+def training_tests(study: Study) -> pd.DataFrame:
+    """Scratch minus kd, per seed: the generalization gap at the best epoch and the epochs to 95 % of the best."""
+    summary = analysis.training_summary(study.store(), experiments.headline(study))
+    per = summary.pivot(index="seed", columns="arm")
     rows = []
-    for key, real_setting in GAIN_CLAIMS.items():
-        if study.setting not in ("synthetic", real_setting):
-            rows.append(_not_run(key, study, f"needs setting {real_setting!r} (real data)"))
-            continue
-        if not _complete(study, kd + tr):
-            rows.append(_not_run(key, study, "the distillation chapter has not run its kd/transfer runs"))
-            continue
-        g = pooled_gain(paired_gains(study.store(), kd, tr, n_boot=0))
-        stand_in = " (synthetic stand-in)" if study.setting == "synthetic" else ""
-        rows.append(_row(
-            key, study,
-            f"kd − transfer at n = {n}{stand_in}: {g['diff']:+.4f} AUC points "
-            f"[{g['low']:+.4f}, {g['high']:+.4f}] ({g['relative_pct']:+.2f} % relative), {g['n']} seeds",
-            g["low"], g["high"], g["diff"],
-        ))
-    return rows
+    for claim, column, unit, what in (
+            (REGULARIZATION, "gap at best (AUC points)", "AUC points",
+             "train − validation AUC gap at the best epoch, scratch minus kd (positive: the taught student overfits less)"),
+            (CONVERGENCE, "epochs to 95 % of best", "epochs",
+             "epochs to 95 % of the best validation AUC, scratch minus kd (positive: the taught student converges faster)")):
+        diff = (per[column]["scratch"] - per[column]["kd"]).to_numpy(dtype=float)
+        rows.append({"claim": claim, "test": what, **_seed_test(diff), "unit": unit, "seeds": len(diff)})
+    return pd.DataFrame(rows)
 
 
-def _cross_domain_row(study: Study) -> dict[str, Any]:
-    configs, labels = cross_domain_grid(study, ["transfer", "kd", "at"])
-    if not _complete(study, configs):
-        return _not_run("cross_domain", study, "the cross-domain chapter has not run")
-    store = study.store()
-    auc = pd.DataFrame([{**lab, "seed": c.seed, "auc": load_result(c, store)["metrics"]["macro_auc"]}
-                        for c, lab in zip(configs, labels)])
-    diffs, parts = [], []
-    for domain, role in CROSS_DOMAINS.items():
-        if role == "teacher":
-            continue  # the in-domain teacher is the reference, not a cross-domain one
-        teach = "kd" if study.same_label_space(role) else "at"
-        d = auc[auc["domain"] == domain].pivot(index="seed", columns="method", values="auc")
-        diff = (d[teach] - d["transfer"]).to_numpy()
-        diffs.append(diff)
-        parts.append(f"{domain}: {teach} − transfer {np.mean(diff):+.4f}")
-    pooled = mean_ci(np.concatenate(diffs))
-    return _row("cross_domain", study, "; ".join(parts) + f" (all: {pooled['mean']:+.4f})",
-                pooled["low"], pooled["high"], pooled["mean"])
-
-
-def _regularization_rows(study: Study) -> list[dict[str, Any]]:
-    configs, labels = regularization_grid(study, ["scratch", "kd"])
-    if not _complete(study, configs):
-        why = "the regularization chapter has not run"
-        return [_not_run("regularization", study, why), _not_run("convergence", study, why)]
-    store = study.store()
-    per = {}
-    for c, lab in zip(configs, labels):
-        res = load_result(c, store)
-        last = res["history"][-1]
-        per.setdefault(lab["method"], {})[c.seed] = {
-            "gap": last.get("train_eval_macro_auc", np.nan) - last["val_macro_auc"], "best_epoch": res["best_epoch"]}
-    seeds = sorted(per["scratch"])
-    gap_diff = np.array([per["scratch"][s]["gap"] - per["kd"][s]["gap"] for s in seeds], dtype=float)
-    epoch_diff = np.array([per["scratch"][s]["best_epoch"] - per["kd"][s]["best_epoch"] for s in seeds], dtype=float)
-    g, e = mean_ci(gap_diff), mean_ci(epoch_diff)
-    return [
-        _row("regularization", study,
-             f"train−val AUC gap, scratch minus kd: {g['mean']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}]",
-             g["low"], g["high"], g["mean"], "positive = the taught student overfits less"),
-        _row("convergence", study,
-             f"epoch of best validation AUC, scratch minus kd: {e['mean']:+.2f} [{e['low']:+.2f}, {e['high']:+.2f}]",
-             e["low"], e["high"], e["mean"], "positive = the taught student peaks earlier"),
-    ]
-
-
-def measure_claims(study: Study) -> pd.DataFrame:
-    """One row per claim of :data:`kdmed.paper.CLAIMS`, measured from ``study``'s cached runs."""
-    missing = study.missing_roots()
-    if missing:
-        rows = [_not_run(c.key, study, f"dataset folders not set: {'; '.join(missing)}") for c in CLAIMS]
+def measure(study: Study) -> Measured:
+    """Every claim of :data:`kdmed.paper.CLAIMS` under ``study``'s profile (see the module docstring)."""
+    real = study.setting != "synthetic"
+    parts, missing = [], []
+    if study.missing_roots():
+        missing = [c.key for c in CLAIMS]
     else:
-        rows = _gain_rows(study) + [_cross_domain_row(study)] + _regularization_rows(study)
-    measured = pd.DataFrame(rows)
-    paper = pd.DataFrame([{"claim": c.key, "paper says": c.text, "paper's figure": c.paper_value} for c in CLAIMS])
-    return paper.merge(measured, on="claim", how="left")
+        for grid, fn in ((experiments.headline(study), [gain_tests, training_tests]),
+                         (experiments.cross_domain(study), [cross_domain_tests])):
+            if _complete(study, grid):
+                parts += [f(study) for f in fn]
+    tests = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["claim", "test", "estimate", "low", "high", "p", "unit", "seeds"])
+    tests["p (Holm)"] = inference.holm(tests["p"].to_numpy(dtype=float)) if len(tests) else []
+    tests["verdict"] = [inference.verdict(e, q, real) for e, q in zip(tests["estimate"], tests["p (Holm)"])]
+    tests["profile"] = study.profile
+    column = f"{'real data' if real else 'synthetic stand-in'} ({study.profile})"
+    rows = []
+    for c in CLAIMS:
+        mine = tests[tests["claim"] == c.key]
+        if len(mine):
+            cell = "; ".join(f"{t.test}: {t.estimate:+.2f} {t.unit} [{t.low:+.2f}, {t.high:+.2f}], {t.verdict}"
+                             for t in mine.itertuples())
+        else:
+            cell = "not run under this profile" + (" (dataset folders not set)" if c.key in missing else "")
+        rows.append({"claim": c.text, "key": c.key, "paper's figure": c.paper_value, column: cell,
+                     "the paper's real data": (cell if real else
+                                               "not tested here: needs the full profile (real CheXpert / NIH data)")})
+    headline = {}
+    if len(tests) and (tests["claim"] == GAIN).any():
+        g = tests[tests["claim"] == GAIN].set_index("test")
+        headline = {k: g.loc[k].to_dict() for k in g.index}
+    return Measured(tests, pd.DataFrame(rows), headline)

@@ -37,6 +37,11 @@ SCHEMA = 2
 VAL_SEED = 1001
 TEST_SEED = 1002
 INITS = ("random", "imagenet")
+#: the two disjoint parts of a training split (whole patients): a large pool that teachers and
+#: transfer inits learn from, and the part the small target subsets are drawn from
+PARTS = ("pool", "target")
+POOL_FRACTION = 0.7
+PART_SEED = 1004
 OPTIMIZERS = ("adam", "sgd")
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -56,6 +61,11 @@ class DataSpec:
     ``train_n``/``val_n``/``test_n``: subsample that split to this many images
     (by patient, stratified; None = the whole split); ``subset_seed`` picks the
     training subset (val/test use the fixed seeds :data:`VAL_SEED`, :data:`TEST_SEED`).
+    ``part``: draw the training images from one of the two disjoint, patient-level
+    parts of the training split (:data:`PARTS`: ``pool`` holds :data:`POOL_FRACTION` of
+    the patients, ``target`` the rest; fixed by :data:`PART_SEED`), so a small target
+    subset never shares a patient with a teacher's pool, whatever its seed; None = the
+    whole split.
     """
 
     dataset: str = "synthetic-chest"
@@ -66,6 +76,7 @@ class DataSpec:
     val_n: int | None = None
     test_n: int | None = None
     subset_seed: int = 0
+    part: str | None = None
 
     def __post_init__(self) -> None:
         opts = self.options
@@ -89,6 +100,8 @@ class DataSpec:
             _positive_int_or_none("DataSpec", name, getattr(self, name))
         if not isinstance(self.subset_seed, int) or self.subset_seed < 0:
             raise ValueError(f"DataSpec.subset_seed must be an int >= 0, got {self.subset_seed!r}")
+        if self.part is not None and self.part not in PARTS:
+            raise ValueError(f"DataSpec.part must be one of {', '.join(PARTS)} or None, got {self.part!r}")
 
     @property
     def option_dict(self) -> dict[str, Any]:

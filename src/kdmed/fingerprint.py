@@ -25,10 +25,14 @@ from typing import Mapping
 PRESENTATION = (
     "kdmed",  # the package's __init__: its version string and the numerics switch (kdmed.numerics counts)
     "kdmed.analysis",
+    "kdmed.benchreport",
     "kdmed.book.",
     "kdmed.claims",
     "kdmed.cli",
+    "kdmed.experiments",
     "kdmed.fingerprint",
+    "kdmed.inference",
+    "kdmed.page",
     "kdmed.grid",  # schedules runs; each run's numbers do not depend on where or when it runs (a test)
     "kdmed.paper",
     "kdmed.plots",

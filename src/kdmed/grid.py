@@ -157,10 +157,15 @@ def default_workers(configs: Sequence[RunConfig]) -> int:
 
 
 def _worker_init() -> None:
+    import signal
+
     import torch
 
     import kdmed  # noqa: F401  (pins the numerics before torch computes anything)
 
+    # Ctrl-C (or a kernel shutting down) reaches the whole process group: the parent stops
+    # the pool; a worker must not die mid-write printing a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
 
 
@@ -272,6 +277,8 @@ def run_grid(configs: Iterable[RunConfig], store: ResultStore, progress: bool = 
     reused = len(_all_runs(configs)) - sum(t.action != "restore" for t in tasks)
     bar = _Progress(len(tasks), reused, show=progress)
     _run_tasks(tasks, store, workers if workers is not None else default_workers(configs), executor, bar)
+    if tasks:
+        store.write_index()
     store.trained.extend(run_key(t.cfg) for t in tasks if t.action != "restore")
     store.restored.extend(run_key(t.cfg) for t in tasks if t.action == "restore")
     return pd.DataFrame([summary_row(c, store.load_result(c)) for c in configs])

@@ -98,8 +98,9 @@ def history_curves(history: pd.DataFrame, metrics: Sequence[str], *, hue: str = 
 
 
 def forest_plot(df: pd.DataFrame, *, label: str = "class", estimate: str = "auc", low: str = "low",
-                high: str = "high", hue: str | None = None, title: str = "") -> plt.Figure:
-    """Point estimates with confidence intervals, one row per ``label``."""
+                high: str = "high", hue: str | None = None, title: str = "", reference: float | None = 0.5,
+                xlabel: str | None = None) -> plt.Figure:
+    """Point estimates with confidence intervals, one row per ``label`` (a dashed line at ``reference``)."""
     _check_columns(df, [label, estimate, low, high], "forest_plot")
     groups = [(None, df)] if hue is None else list(df.groupby(hue, sort=False))
     labels = list(dict.fromkeys(df[label]))
@@ -110,10 +111,11 @@ def forest_plot(df: pd.DataFrame, *, label: str = "class", estimate: str = "auc"
         ypos = np.array([labels.index(v) for v in g[label]]) + off
         ax.errorbar(g[estimate], ypos, xerr=[g[estimate] - g[low], g[high] - g[estimate]], fmt="o",
                     color=color, capsize=2, label=name)
-    ax.axvline(0.5, color="grey", lw=0.8, ls="--")
+    if reference is not None:
+        ax.axvline(reference, color="grey", lw=0.8, ls="--")
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
-    ax.set_xlabel(f"{estimate} (95% CI)")
+    ax.set_xlabel(xlabel or f"{estimate} (95% CI)")
     if hue is not None:
         ax.legend(fontsize=8, loc="lower left")
     ax.set_title(title)
@@ -182,5 +184,60 @@ def scatter_with_fit(df: pd.DataFrame, *, x: str, y: str, hue: str | None = None
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or y)
     ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def curves_with_ci(df: pd.DataFrame, *, x: str, y: str, low: str, high: str, hue: str, title: str = "",
+                   xlabel: str = "", ylabel: str = "", log_x: bool = True) -> plt.Figure:
+    """Lines of ``y`` against ``x`` per ``hue`` with their interval band (precomputed ``low``/``high``)."""
+    _check_columns(df, [x, y, low, high, hue], "curves_with_ci")
+    fig, ax = plt.subplots(figsize=(6.8, 4.3))
+    for (name, g), color in zip(df.groupby(hue, sort=False), sns.color_palette(n_colors=df[hue].nunique())):
+        g = g.sort_values(x)
+        ax.plot(g[x], g[y], marker="o", color=color, label=name)
+        ax.fill_between(g[x], g[low], g[high], color=color, alpha=0.18)
+    if log_x:
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(df[x].unique()), [f"{v:g}" for v in sorted(df[x].unique())])
+        ax.minorticks_off()
+    ax.set(xlabel=xlabel or x, ylabel=ylabel or y, title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def regime_map(points: pd.DataFrame, fits: pd.DataFrame, *, headline_advantage: float | None = None,
+               paper_gains: Sequence[float] = (4.0, 9.0), title: str = "") -> plt.Figure:
+    """Gain over transfer against the teacher's advantage, per comparison, with fitted lines and crossovers.
+
+    ``points``: rows of :func:`kdmed.analysis.regime` (comparison, advantage and gain with
+    their CIs, in AUC points); ``fits``: its per-comparison slope and crossover.
+    ``paper_gains`` are drawn as dotted lines: the paper's +4 % and +9 % read as AUC points.
+    """
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    colors = sns.color_palette(n_colors=points["comparison"].nunique())
+    for (name, g), color in zip(points.groupby("comparison", sort=False), colors):
+        ax.errorbar(g["advantage (AUC points)"], g["gain (AUC points)"],
+                    xerr=[g["advantage (AUC points)"] - g["advantage low"], g["advantage high"] - g["advantage (AUC points)"]],
+                    yerr=[g["gain (AUC points)"] - g["low"], g["high"] - g["gain (AUC points)"]],
+                    fmt="o", color=color, capsize=2, label=name)
+        fit = fits.loc[name]
+        xs = np.linspace(g["advantage (AUC points)"].min() - 1, g["advantage (AUC points)"].max() + 1, 20)
+        intercept = float(np.mean(g["gain (AUC points)"]) - fit["slope"] * np.mean(g["advantage (AUC points)"]))
+        ax.plot(xs, intercept + fit["slope"] * xs, color=color, lw=1, alpha=0.7)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.axvline(0, color="grey", lw=0.6, ls=":")
+    for v in paper_gains:
+        ax.axhline(v, color="tab:red", lw=0.8, ls=":")
+        ax.text(ax.get_xlim()[0], v, f" paper: +{v:g} % (read as AUC points)", color="tab:red", va="bottom", fontsize=7)
+    if headline_advantage is not None and np.isfinite(headline_advantage):
+        ax.axvline(headline_advantage, color="tab:green", lw=1, ls="--")
+        ax.text(headline_advantage, ax.get_ylim()[0], " headline teacher", color="tab:green", fontsize=7,
+                va="bottom", rotation=90)
+    ax.set_xlabel("teacher's advantage: its AUC on the target test set minus the baseline's (AUC points)")
+    ax.set_ylabel("gain over transfer learning (AUC points)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig

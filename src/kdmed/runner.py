@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from kdmed.config import TEST_SEED, VAL_SEED, DataSpec, RunConfig, run_key
+from kdmed.config import PART_SEED, PARTS, POOL_FRACTION, TEST_SEED, VAL_SEED, DataSpec, RunConfig, run_key
 from kdmed.methods import STRATEGIES
 from kdmed.store import FrozenStoreError, ResultStore, StaleResultError
 from kdmed.utils import to_jsonable
@@ -83,12 +83,15 @@ def load_split(spec: DataSpec, split: str, progress: bool = True) -> SplitData:
 
     n, seed = {"train": (spec.train_n, spec.subset_seed), "val": (spec.val_n, VAL_SEED),
                "test": (spec.test_n, TEST_SEED)}[split]
-    # val/test do not depend on train_n/subset_seed: one cached copy serves every run
-    key = (spec.dataset, spec.root, spec.image_size, spec.options, split, n, seed if n is not None else None)
+    part = spec.part if split == "train" else None
+    # val/test do not depend on train_n/subset_seed/part: one cached copy serves every run
+    key = (spec.dataset, spec.root, spec.image_size, spec.options, split, n, seed if n is not None else None, part)
     if key in _SPLIT_CACHE:
         _SPLIT_CACHE.move_to_end(key)
         return _SPLIT_CACHE[key]
     ds = open_dataset(spec.dataset, root=spec.root, split=split, image_size=spec.image_size, **spec.option_dict)
+    if part is not None:
+        ds = ds.take(training_part(ds.patient_ids, part))
     if n is not None:
         if n > len(ds):
             raise ValueError(f"{spec.dataset}/{split}: asked for {n} images but the split has only {len(ds)}")
@@ -98,6 +101,14 @@ def load_split(spec: DataSpec, split: str, progress: bool = True) -> SplitData:
     while len(_SPLIT_CACHE) > _SPLIT_CACHE_SIZE:
         _SPLIT_CACHE.popitem(last=False)
     return data
+
+
+def training_part(patient_ids: np.ndarray, part: str) -> np.ndarray:
+    """Rows of the ``part`` of a training split (see :class:`kdmed.config.DataSpec`): whole patients, fixed."""
+    from kdmed.data.subsets import split_by_patient
+
+    pool, target = split_by_patient(patient_ids, [POOL_FRACTION, 1 - POOL_FRACTION], seed=PART_SEED)
+    return {PARTS[0]: pool, PARTS[1]: target}[part]
 
 
 def resolve_device(device: str) -> str:

@@ -75,8 +75,8 @@ def split_key(data: DataSpec, split: str) -> dict[str, Any]:
     """What decides the images of ``split`` of ``data`` (val/test ignore the training subset)."""
     d = {k: v for k, v in to_jsonable(data).items() if k != "root"}
     d["options"] = data.option_dict
-    keep = {"train": ("train_n", "subset_seed"), "val": ("val_n",), "test": ("test_n",)}[split]
-    for name in ("train_n", "val_n", "test_n", "subset_seed"):
+    keep = {"train": ("train_n", "subset_seed", "part"), "val": ("val_n",), "test": ("test_n",)}[split]
+    for name in ("train_n", "val_n", "test_n", "subset_seed", "part"):
         if name not in keep:
             d.pop(name)
     d["split_seed"] = {"train": data.subset_seed, "val": VAL_SEED, "test": TEST_SEED}[split]
@@ -312,6 +312,36 @@ class ResultStore:
                 status = "stale" if reason else ("complete" if path.name == "result.json" else "partial")
             rows.append({"key": d.name, "name": rec.get("name"), "status": status, "reason": reason})
         return pd.DataFrame(rows, columns=["key", "name", "status", "reason"])
+
+    def index(self) -> pd.DataFrame:
+        """One line per complete, valid run of the store (what :meth:`write_index` writes)."""
+        rows = []
+        for d in sorted(p for p in self.root.glob("*") if p.is_dir() and not p.name.startswith(".")):
+            path = d / "result.json"
+            if not path.exists():
+                continue
+            rec = self._read_json(path)
+            if self.code_problem(rec):
+                continue
+            cfg, m = rec["config"], rec["metrics"]
+            rows.append({"key": rec["key"], "name": rec["name"], "dataset": cfg["data"]["dataset"],
+                         "options": json.dumps(cfg["data"]["options"], sort_keys=True), "train_n": rec["n_train"],
+                         "part": cfg["data"].get("part"), "arch": cfg["arch"], "strategy": cfg["strategy"],
+                         "init": cfg["init"]["name"] if isinstance(cfg["init"], dict) else cfg["init"],
+                         "teacher": cfg["teacher"]["name"] if isinstance(cfg["teacher"], dict) else cfg["teacher"],
+                         "seed": cfg["seed"], "macro_auc": m.get("macro_auc"),
+                         "best_val_macro_auc": rec["best_val_macro_auc"], "best_epoch": rec["best_epoch"],
+                         "epochs_run": rec["epochs_run"], "epoch_cap": cfg["train"]["epochs"],
+                         "stopped_early": rec["stopped_early"], "train_seconds": round(rec["timings"]["train_seconds"], 1),
+                         "computed_with": rec.get("compute", {}).get("numerics")})
+        return pd.DataFrame(rows)
+
+    def write_index(self) -> Path:
+        """Write ``<root>/index.csv``: one line per complete run (config summary and metrics), for pandas."""
+        path = self.root / "index.csv"
+        with atomic_path(path) as tmp:
+            self.index().to_csv(tmp, index=False)
+        return path
 
     def compute_summary(self, configs: Sequence[RunConfig]) -> pd.DataFrame:
         """How many of ``configs``' stored runs were computed with each numerics setting."""

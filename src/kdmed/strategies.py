@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from kdmed.losses import ATLoss, KDLoss, TaskLoss
-from kdmed.methods import STRATEGIES, check_strategy, uses_teacher
+from kdmed.methods import STRATEGIES, check_strategy
 from kdmed.models import FeatureTaps, default_taps, model_arch
 
 TEACHER_MODES = ("none", "cached", "shared")

@@ -1,35 +1,43 @@
 """The study's experiments as run configurations: what every chapter trains.
 
-A :class:`Study` holds the knobs of the study (image size, architectures, sizes,
-seeds, epochs, the KD/AT hyper-parameters, and where real data lives). Their
-values live in one place, the profile YAML (``book/profiles/<name>.yml``, section
-``study:``): :meth:`Study.from_profile` reads it and applies overrides (a
-chapter's papermill parameters, ``--param`` on the builder's command line), each
-checked against the field's type. :class:`Study` has no defaults of its own but
-for the dataset folders.
+A :class:`Study` holds the knobs of the study. Their values live in one place, the
+profile YAML (``book/profiles/<name>.yml``, section ``study:``):
+:meth:`Study.from_profile` reads it and applies overrides (a chapter's papermill
+parameters, ``--param`` on the builder's command line), each checked against the
+field's type. :class:`Study` has no defaults of its own but for the dataset folders.
 
-From a study, the functions below build the :class:`kdmed.config.RunConfig` of
-every run of a chapter. Runs are keyed by their full configuration, so a teacher
-trained in the teacher chapter is the very same stored run the distillation
-chapter uses.
+The design (what each knob means is in the field comments):
 
-Settings (``Study.setting``) decide the data roles. The teacher is "carefully
-pre-trained" on a large training pool of the target's own domain and the student
-learns from a small sample of it (the abstract's setting: CheXpert n = 5k,
-ChestX-ray8 n = 5.6k); teachers from other domains are the cross-domain chapter's.
-The transfer-learning initialisation comes from another chest source, as the
-authors' related code started from an NIH-pretrained network:
+* **Target and pool.** The target domain's training split is cut once, by patient,
+  into a large **pool** (teachers learn from it) and a **target** part (the small
+  target subsets are drawn from it): a student never shares a patient with its
+  teacher, for every seed (:data:`kdmed.config.PARTS`). The other rule -- a teacher
+  whose pool overlaps the target subsets -- is measured once, at the headline point.
+* **Teachers.** The headline teacher learns from ``teacher_pool_n`` pool images (the
+  paper's ratio: 20--45 × the target subset), ``teacher_seeds`` of them (student seed
+  ``s`` is taught by teacher ``s mod len``, so the teacher's randomness is in the
+  intervals); weaker and stronger teachers (``teacher_pool_sizes``) map the regime.
+  Teachers use the student's architecture or a larger one.
+* **Transfer-learning inits**, two: **near** (another chest institution, as the
+  authors' NIH-pretrained network) and **far** (a distant domain, fundus photographs:
+  the stand-in for ImageNet), each ``init_pool_n`` images, ``teacher_seeds`` of them.
+* **Arms** (``method@init`` for the methods that start from an init, see
+  :data:`kdmed.methods.METHODS`): scratch, kd, at, kd+at; and for each init transfer,
+  transfer-frozen, transfer+kd, transfer+at, transfer+kd+at.
+* **Framings** (:data:`CONTRASTS`): *taught from scratch vs transfer* (the abstract's)
+  and *the same init with vs without a teacher* (the authors' code), near and far.
+* Every run trains until its validation macro-AUC stops improving for ``patience``
+  epochs, under a cap (``epochs``) it should never reach.
 
-================  ==========================  =========================  ===========================
-setting           small target (student)      in-domain teacher          transfer-learning init
-================  ==========================  =========================  ===========================
-``synthetic``     synthetic chest inst. C     inst. C, large pool        inst. A (NIH-like)
-``chexpert``      CheXpert, n = 5,000 subset  CheXpert full train        NIH ChestX-ray14 (head reinit)
-``chestxray8``    NIH ChestX-ray8, n = 5,606  NIH full train_val         CheXpert (head reinit)
-================  ==========================  =========================  ===========================
+Settings (``Study.setting``) decide which data plays each role:
 
-The methods are :data:`kdmed.methods.METHODS`; each chapter's selection is a
-constant below.
+================  ==========================  ======================  ===================  ================
+setting           target (student)            teacher pool            near init            far init
+================  ==========================  ======================  ===================  ================
+``synthetic``     synthetic chest inst. C     inst. C, pool part      inst. A (NIH-like)   synthetic fundus
+``chexpert``      CheXpert, target part       CheXpert, pool part     NIH ChestX-ray14     DR fundus set
+``chestxray8``    NIH ChestX-ray8, target     NIH, pool part          CheXpert             DR fundus set
+================  ==========================  ======================  ===================  ================
 """
 
 from __future__ import annotations
@@ -44,23 +52,45 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from kdmed.config import DataSpec, RunConfig, TrainSpec
-from kdmed.methods import METHODS, method
+from kdmed.methods import method
 from kdmed.store import ResultStore
 from kdmed.utils import repo_root
 
 SETTINGS = ("synthetic", "chexpert", "chestxray8")
-ROLES = ("teacher", "other-chest", "pretrain", "fundus")
-#: the methods of each chapter (names of :data:`kdmed.methods.METHODS`)
-DISTILLATION_METHODS = ("scratch", "transfer", "kd", "at", "kd+at", "transfer+kd")
-CROSS_DOMAIN_METHODS = ("transfer", "kd", "at", "kd+at")
-REGULARIZATION_METHODS = ("scratch", "transfer", "kd", "transfer+kd")
-#: methods whose gain over transfer learning the distillation chapter pairs, by seed
-GAIN_METHODS = ("kd", "transfer+kd", "kd+at", "at")
+#: the two transfer-learning initialisations
+INITS = {"near": "another chest institution (NIH-like)", "far": "a distant domain (fundus photographs, the stand-in for ImageNet)"}
+#: every domain a network can be pre-trained on for a student (the cross-domain chapter adds a third chest source)
+INIT_ROLES = (*INITS, "other-chest")
+#: every arm of the headline comparison, in table order
+BASE_ARMS = ("scratch", "kd", "at", "kd+at")
+INIT_METHODS = ("transfer", "transfer-frozen", "transfer+kd", "transfer+at", "transfer+kd+at")
+ARMS = BASE_ARMS + tuple(f"{m}@{init}" for init in INITS for m in INIT_METHODS)
+#: the gain comparisons: label -> (framing, init, taught arm, baseline arm)
+CONTRASTS: dict[str, tuple[str, str, str, str]] = {
+    "kd − transfer (near)": ("taught from scratch vs transfer", "near", "kd", "transfer@near"),
+    "kd − transfer (far)": ("taught from scratch vs transfer", "far", "kd", "transfer@far"),
+    "transfer+kd − transfer (near)": ("same init with vs without a teacher", "near", "transfer+kd@near", "transfer@near"),
+    "transfer+kd − transfer (far)": ("same init with vs without a teacher", "far", "transfer+kd@far", "transfer@far"),
+    "transfer+at − transfer-frozen (near)": ("the authors' pair", "near", "transfer+at@near", "transfer-frozen@near"),
+}
+#: arms of the learning curve and of the teacher-strength sweep
+CURVE_ARMS = ("scratch", "transfer@near", "transfer@far", "kd", "transfer+kd@near")
+SWEEP_ARMS = ("kd", "transfer+kd@near", "transfer+kd@far", "transfer@near", "transfer@far")
 RESULTS_ENV = "KDMED_RESULTS_DIR"
 
 
 class StudyError(ValueError):
     """A profile or an override does not describe a valid study."""
+
+
+def arm_method(arm: str) -> tuple[str, str | None]:
+    """``"transfer+kd@near"`` -> ``("transfer+kd", "near")``; ``"kd"`` -> ``("kd", None)``."""
+    name, _, init = arm.partition("@")
+    m = method(name)
+    if m.pretrained != bool(init) or (init and init not in INIT_ROLES):
+        need = "needs an init" if m.pretrained else "starts from random weights: it takes no init"
+        raise ValueError(f"arm {arm!r}: {name!r} {need} (inits: {', '.join(INIT_ROLES)}; e.g. 'transfer@near')")
+    return name, init or None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,34 +102,43 @@ class Study:
     image_size: int
     student_arch: str
     teacher_arch: str
-    #: training images of the teacher's source and of the transfer-learning init (None = whole split)
-    teacher_n: int | None
-    pretrain_n: int | None
-    #: the small target subset ("n = 5k" in the paper) and the learning-curve sizes
+    #: student taps of attention transfer (the teacher's are the taps at the same stages)
+    at_taps: tuple[str, ...]
+    #: the headline target subset (the paper's "n = 5k"), its seeds, and the learning curve
     target_n: int
+    seeds: tuple[int, ...]
     target_sizes: tuple[int, ...]
+    curve_seeds: tuple[int, ...]
+    #: the headline teacher's pool and the pools of the strength sweep (includes the headline)
+    teacher_pool_n: int
+    teacher_pool_sizes: tuple[int, ...]
+    sweep_seeds: tuple[int, ...]
+    #: seeds of the headline teachers and of the inits (student seed s uses teacher/init s mod len)
+    teacher_seeds: tuple[int, ...]
+    #: training images of each transfer-learning init
+    init_pool_n: int
     val_n: int | None
     test_n: int | None
-    seeds: tuple[int, ...]
+    train_eval_n: int
+    #: students: epoch cap and early-stopping patience (validation macro-AUC); teachers/inits the same
     epochs: int
+    patience: int
     teacher_epochs: int
+    teacher_patience: int
     batch_size: int
     lr: float
-    patience: int
     augment: bool
     temperature: float
     alpha: float
     beta: float
-    device: str
-    dr_dataset: str
-    #: bootstrap resamples of the confidence intervals (patients are resampled)
-    n_boot: int
-    #: training images of the teachers of the teacher-quality sweep
-    teacher_sizes: tuple[int, ...]
-    #: the T x alpha grid of the regularization chapter, and its seeds
+    #: the T x alpha grid (picked on validation, reported on test) and its seeds
     temperatures: tuple[float, ...]
     alphas: tuple[float, ...]
     grid_seeds: tuple[int, ...]
+    device: str
+    dr_dataset: str
+    #: bootstrap resamples of the confidence intervals (seeds, then patients)
+    n_boot: int
     #: where the real datasets lie on this machine (only the real settings use them)
     chexpert_root: str | None = None
     nih_root: str | None = None
@@ -108,9 +147,15 @@ class Study:
     def __post_init__(self) -> None:
         if self.setting not in SETTINGS:
             raise StudyError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
-        for name in ("target_sizes", "seeds", "teacher_sizes", "grid_seeds", "temperatures", "alphas"):
+        for name in ("target_sizes", "seeds", "curve_seeds", "sweep_seeds", "teacher_seeds", "teacher_pool_sizes",
+                     "grid_seeds", "temperatures", "alphas", "at_taps"):
             if not getattr(self, name):
                 raise StudyError(f"{name} must be a non-empty list, got {getattr(self, name)!r}")
+        if self.teacher_pool_n not in self.teacher_pool_sizes:
+            raise StudyError(f"teacher_pool_sizes {list(self.teacher_pool_sizes)} must include the headline "
+                             f"teacher_pool_n = {self.teacher_pool_n}")
+        if self.target_n not in self.target_sizes:
+            raise StudyError(f"target_sizes {list(self.target_sizes)} must include target_n = {self.target_n}")
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -137,7 +182,10 @@ class Study:
             problems.append(f"{where}: missing study parameter(s) {', '.join(required)}")
         if problems:
             raise StudyError("\n  ".join(["the study is not valid:", *problems]))
-        return cls(**checked)
+        try:
+            return cls(**checked)
+        except StudyError as err:
+            raise StudyError(f"the study is not valid:\n  {where}: {err}") from None
 
     @classmethod
     def from_profile(cls, profile: str, overrides: Mapping[str, Any] | None = None,
@@ -146,7 +194,7 @@ class Study:
         from kdmed.profiles import load_profile
 
         loaded = load_profile(profile, directory)
-        values = {**loaded.study, "profile": profile}
+        values = {**(loaded.study or {}), "profile": profile}
         where = str(loaded.path)
         if overrides:
             unknown = [k for k in overrides if k not in cls.fields()]
@@ -173,91 +221,103 @@ class Study:
 
     def missing_roots(self) -> list[str]:
         """Root parameters this setting needs that are unset or point nowhere (for a clear error)."""
-        need = {"synthetic": [], "chexpert": ["chexpert_root", "nih_root"],
-                "chestxray8": ["nih_root", "chexpert_root"]}[self.setting]
+        need = {"synthetic": [], "chexpert": ["chexpert_root", "nih_root", "dr_root"],
+                "chestxray8": ["nih_root", "chexpert_root", "dr_root"]}[self.setting]
         return [f"{n} = {getattr(self, n)!r}" for n in need if not getattr(self, n) or not Path(getattr(self, n)).exists()]
 
+    def _domain(self, role: str) -> dict[str, Any]:
+        """Dataset, root and options of a role: "target", "near", "far" or "other-chest"."""
+        if self.setting == "synthetic":
+            return {"target": dict(dataset="synthetic-chest", options={"institution": "C"}),
+                    "near": dict(dataset="synthetic-chest", options={"institution": "A"}),
+                    "other-chest": dict(dataset="synthetic-chest", options={"institution": "B"}),
+                    "far": dict(dataset="synthetic-fundus", options={"task": "grade"})}[role]
+        chexpert = dict(dataset="chexpert", root=self._require("chexpert_root"))
+        nih = dict(dataset="nih", root=self._require("nih_root"),
+                   options={"labels": "chestxray8" if self.setting == "chestxray8" else "chestxray14"})
+        target, other = (chexpert, nih) if self.setting == "chexpert" else (nih, chexpert)
+        far = dict(dataset=self.dr_dataset, root=self._require("dr_root"), options={"task": "grade"})
+        return {"target": target, "near": other, "other-chest": other, "far": far}[role]
+
+    def _data(self, role: str, train_n: int, subset_seed: int, part: str | None) -> DataSpec:
+        return DataSpec(**self._domain(role), image_size=self.image_size, train_n=train_n, val_n=self.val_n,
+                        test_n=self.test_n, subset_seed=subset_seed, part=part)
+
     def target_data(self, train_n: int | None = None, subset_seed: int = 0) -> DataSpec:
-        """The small target set: ``train_n`` training images (whole patients), fixed val/test."""
-        n = self.target_n if train_n is None else train_n
-        common = dict(image_size=self.image_size, train_n=n, val_n=self.val_n, test_n=self.test_n,
-                      subset_seed=subset_seed)
-        if self.setting == "synthetic":
-            return DataSpec(dataset="synthetic-chest", options={"institution": "C"}, **common)
-        if self.setting == "chexpert":
-            return DataSpec(dataset="chexpert", root=self._require("chexpert_root"), **common)
-        return DataSpec(dataset="nih", root=self._require("nih_root"), options={"labels": "chestxray8"}, **common)
-
-    def source_data(self, role: str, train_n: int | None = None) -> DataSpec:
-        """A large source split for ``role``:
-
-        * "teacher": the target institution's own large training pool (the in-domain teacher);
-        * "other-chest": another chest institution (synthetic B, MIMIC-like; real: the other dataset);
-        * "pretrain": the transfer-learning source (synthetic A, NIH-like; real: the other dataset);
-        * "fundus": the diabetic-retinopathy domain.
-        """
-        common = dict(image_size=self.image_size, val_n=self.val_n, test_n=self.test_n)
-        if role == "fundus":
-            if self.setting == "synthetic":
-                return DataSpec(dataset="synthetic-fundus", options={"task": "grade"}, train_n=train_n, **common)
-            return DataSpec(dataset=self.dr_dataset, root=self._require("dr_root"), options={"task": "grade"},
-                            train_n=train_n, **common)
-        if role not in ROLES:
-            raise ValueError(f"unknown data role {role!r}; expected one of {', '.join(ROLES)}")
-        if self.setting == "synthetic":
-            inst = {"teacher": "C", "other-chest": "B", "pretrain": "A"}[role]
-            return DataSpec(dataset="synthetic-chest", options={"institution": inst}, train_n=train_n, **common)
-        same = {"chexpert": ("chexpert", "chexpert_root", {}), "chestxray8": ("nih", "nih_root", {"labels": "chestxray8"})}
-        other = {"chexpert": ("nih", "nih_root", {}), "chestxray8": ("chexpert", "chexpert_root", {})}
-        dataset, root, options = (same if role == "teacher" else other)[self.setting]
-        return DataSpec(dataset=dataset, root=self._require(root), options=options, train_n=train_n, **common)
+        """A small target subset: ``train_n`` images (whole patients) of the target part; fixed val/test."""
+        return self._data("target", self.target_n if train_n is None else train_n, subset_seed, "target")
 
     def same_label_space(self, role: str) -> bool:
         """Whether a network trained for ``role`` predicts the target's classes (soft targets need it)."""
-        if self.setting == "synthetic":
-            return role != "fundus"
-        return role == "teacher"
+        return role == "target" or (self.setting == "synthetic" and role != "far")
 
     # ------------------------------------------------------------------ runs
-    def train_spec(self, epochs: int | None = None, patience: int | None = None) -> TrainSpec:
-        epochs = self.epochs if epochs is None else epochs
-        return TrainSpec(epochs=epochs, batch_size=self.batch_size, lr=self.lr,
-                         patience=min(epochs, self.patience if patience is None else patience),
-                         augment=self.augment, device=self.device)
+    def train_spec(self, teacher: bool = False) -> TrainSpec:
+        return TrainSpec(epochs=self.teacher_epochs if teacher else self.epochs, batch_size=self.batch_size,
+                         lr=self.lr, patience=self.teacher_patience if teacher else self.patience,
+                         augment=self.augment, train_eval_n=self.train_eval_n, device=self.device)
 
-    def teacher(self, role: str = "teacher", train_n: int | None = -1, arch: str | None = None) -> RunConfig:
-        """A teacher trained from scratch on a large source split (``train_n=-1``: the study's ``teacher_n``)."""
-        n = self.teacher_n if train_n == -1 else train_n
-        return RunConfig(name=f"teacher[{role},n={n or 'all'}]", data=self.source_data(role, n),
-                         arch=arch or self.teacher_arch, strategy="scratch",
-                         train=self.train_spec(self.teacher_epochs), seed=0)
+    def teacher(self, pool_n: int | None = None, seed: int = 0, rule: str = "disjoint") -> RunConfig:
+        """An in-domain teacher on ``pool_n`` pool images (``rule="overlapping"``: drawn from the whole split)."""
+        n = self.teacher_pool_n if pool_n is None else pool_n
+        if rule not in ("disjoint", "overlapping"):
+            raise ValueError(f"rule must be 'disjoint' or 'overlapping', got {rule!r}")
+        part = "pool" if rule == "disjoint" else None
+        suffix = "" if rule == "disjoint" else ",overlapping"
+        return RunConfig(name=f"teacher[n={n},seed={seed}{suffix}]", data=self._data("target", n, seed, part),
+                         arch=self.teacher_arch, strategy="scratch", train=self.train_spec(teacher=True), seed=seed)
 
-    def pretrained_init(self, role: str = "pretrain") -> RunConfig:
-        """The transfer-learning initialisation: the student's arch trained on another source."""
-        return RunConfig(name=f"init[{role},n={self.pretrain_n or 'all'}]", data=self.source_data(role, self.pretrain_n),
-                         arch=self.student_arch, strategy="scratch", train=self.train_spec(self.teacher_epochs), seed=0)
+    def domain_teacher(self, role: str, seed: int = 0) -> RunConfig:
+        """A teacher from another domain (cross-domain chapter): "other-chest", "near" or "far".
 
-    def student(self, method_name: str, train_n: int | None = None, seed: int = 0, *,
-                teacher: RunConfig | None = None, init: RunConfig | str | None = None,
-                temperature: float | None = None, alpha: float | None = None, epochs: int | None = None,
-                patience: int | None = None, label: str | None = None) -> RunConfig:
-        """One student run of ``method_name`` (see :data:`kdmed.methods.METHODS`) on ``train_n`` target images."""
+        The near and far teachers are the transfer inits themselves when the teacher's
+        architecture is the student's: one network, used both ways.
+        """
+        if role in INITS and self.teacher_arch == self.student_arch:
+            return self.init(role, seed)
+        return RunConfig(name=f"teacher[{role},seed={seed}]", data=self._data(role, self.init_pool_n, seed, None),
+                         arch=self.teacher_arch, strategy="scratch", train=self.train_spec(teacher=True), seed=seed)
+
+    def init(self, role: str, seed: int = 0) -> RunConfig:
+        """A transfer-learning initialisation: the student's arch trained on the ``role`` domain."""
+        if role not in INIT_ROLES:
+            raise ValueError(f"unknown init {role!r}; expected one of {', '.join(INIT_ROLES)}")
+        return RunConfig(name=f"init[{role},seed={seed}]", data=self._data(role, self.init_pool_n, seed, None),
+                         arch=self.student_arch, strategy="scratch", train=self.train_spec(teacher=True), seed=seed)
+
+    def paired_seed(self, seed: int) -> int:
+        """The seed of the teacher and init that student seed ``seed`` uses."""
+        return self.teacher_seeds[seed % len(self.teacher_seeds)]
+
+    def teacher_for(self, seed: int, pool_n: int | None = None) -> RunConfig:
+        """The teacher of student seed ``seed``: headline teachers alternate, sweep teachers are one each."""
+        n = self.teacher_pool_n if pool_n is None else pool_n
+        return self.teacher(n, self.paired_seed(seed) if n == self.teacher_pool_n else self.teacher_seeds[0])
+
+    def student(self, arm: str, train_n: int | None = None, seed: int = 0, *, teacher: RunConfig | None = None,
+                init: RunConfig | None = None, temperature: float | None = None, alpha: float | None = None,
+                label: str | None = None) -> RunConfig:
+        """One student run of ``arm`` (e.g. ``"kd"``, ``"transfer+at@near"``) on ``train_n`` target images."""
         from kdmed.models import default_taps
 
-        m = method(method_name)
+        name, init_role = arm_method(arm)
+        m = method(name)
         n = self.target_n if train_n is None else train_n
+        if m.pretrained:
+            init = init or self.init(init_role, self.paired_seed(seed))
         return RunConfig(
-            name=label or f"{method_name}[n={n},seed={seed}]",
+            name=label or f"{arm}[n={n},seed={seed}]",
             data=self.target_data(n, subset_seed=seed),
             arch=self.student_arch,
             strategy=m.strategy,
-            init=(init or self.pretrained_init()) if m.pretrained else "random",
+            init=init if m.pretrained else "random",
             freeze_through=default_taps(self.student_arch)[2] if m.frozen else None,
-            teacher=(teacher or self.teacher()) if m.taught else None,
+            teacher=(teacher or self.teacher_for(seed)) if m.taught else None,
             temperature=self.temperature if temperature is None else temperature,
             alpha=self.alpha if alpha is None else alpha,
             beta=self.beta,
-            train=self.train_spec(epochs, patience),
+            taps=self.at_taps if m.uses_at else None,
+            train=self.train_spec(),
             seed=seed,
         )
 
@@ -271,7 +331,7 @@ class Study:
 
     def run(self, configs: Iterable[RunConfig], labels: Sequence[Mapping[str, Any]] | None = None,
             progress: bool = True) -> pd.DataFrame:
-        """Run (or load from the store) ``configs``; ``labels`` adds columns (e.g. method) row by row."""
+        """Run (or load from the store) ``configs``; ``labels`` adds columns (e.g. arm) row by row."""
         from kdmed.grid import run_grid
 
         configs = list(configs)
@@ -287,17 +347,22 @@ class Study:
         """What produced a chapter (for its opening box)."""
         data = "synthetic (generated offline; NOT real patients)" if self.setting == "synthetic" else \
             f"real ({self.setting})"
+        ratio = self.teacher_pool_n / self.target_n
         return {
             "profile": self.profile,
             "data": data,
             "image size": f"{self.image_size} px",
             "student": self.student_arch,
-            "teacher": self.teacher_arch,
-            "target subset": f"{self.target_n} images (sweep {', '.join(map(str, self.target_sizes))})",
-            "teacher / init source": f"{self.teacher_n or 'all'} / {self.pretrain_n or 'all'} images",
-            "seeds": ", ".join(map(str, self.seeds)),
-            "epochs": f"{self.epochs} (teacher {self.teacher_epochs}), early stop patience {self.patience}",
-            "KD": f"T = {self.temperature:g}, alpha = {self.alpha:g}; AT beta = {self.beta:g}",
+            "teacher": f"{self.teacher_arch} on {self.teacher_pool_n:,} pool images ({ratio:.0f} x the target subset), "
+                       f"{len(self.teacher_seeds)} seeds",
+            "target subset": f"{self.target_n:,} images, {len(self.seeds)} seeds "
+                             f"(learning curve {', '.join(map(str, self.target_sizes))})",
+            "inits": f"near and far, {self.init_pool_n:,} images each",
+            "training": f"until validation AUC stops improving for {self.patience} epochs (cap {self.epochs}; "
+                        f"teachers {self.teacher_patience} / {self.teacher_epochs}), Adam lr {self.lr:g}, "
+                        f"batch {self.batch_size}",
+            "KD": f"T = {self.temperature:g}, alpha = {self.alpha:g}; AT beta = {self.beta:g} at "
+                  f"{', '.join(self.at_taps)}",
         }
 
 
@@ -342,28 +407,23 @@ def coerce(kind: Any, value: Any, name: str) -> Any:
     raise StudyError(f"{name}: unsupported field type {kind!r}")
 
 
-def grid(study: Study, methods: Sequence[str], sizes: Sequence[int], seeds: Sequence[int],
-         **student_kwargs: Any) -> tuple[list[RunConfig], list[dict[str, Any]]]:
-    """Configs and label rows for methods × sizes × seeds."""
-    configs, labels = [], []
-    for n in sizes:
-        for seed in seeds:
-            for name in methods:
-                configs.append(study.student(name, n, seed, **student_kwargs))
-                labels.append({"method": name})
-    return configs, labels
-
-
-def open_chapter(namespace: Mapping[str, Any]) -> Study:
+def open_chapter(namespace: Mapping[str, Any], chapter: str) -> Study:
     """Build the chapter's :class:`Study` from its namespace and glue the opening box's values.
 
     Glued names: ``box_<key>`` for every entry of :meth:`Study.describe`, with the
-    key's spaces and slashes turned into underscores (``box_image_size``...).
+    key's spaces and slashes turned into underscores (``box_image_size``...), and
+    ``box_reproduce``: the command that rebuilds this page with its parameters.
     A setting on real data whose folders are missing stops here, listing them.
     """
     from myst_nb import glue
 
+    from kdmed.page import reproduce_command
+
     study = Study.from_namespace(namespace)
+    base = Study.from_profile(study.profile)
+    changed = {f.name: getattr(study, f.name) for f in dataclasses.fields(Study)
+               if getattr(study, f.name) != getattr(base, f.name)}
+    glue("box_reproduce", reproduce_command(study.profile, chapter, changed), display=False)
     missing = study.missing_roots()
     if missing:
         raise FileNotFoundError(
@@ -385,50 +445,3 @@ def open_split(spec: DataSpec, split: str):
     from kdmed.data import open_dataset
 
     return open_dataset(spec.dataset, root=spec.root, split=split, image_size=spec.image_size, **spec.option_dict)
-
-
-#: teacher domains of the cross-domain chapter: label -> data role (see :meth:`Study.source_data`)
-CROSS_DOMAINS: dict[str, str] = {
-    "chest, same institution (in-domain)": "teacher",
-    "chest, MIMIC-like institution": "other-chest",
-    "chest, NIH-like institution": "pretrain",
-    "fundus (DR grades)": "fundus",
-}
-
-
-def cross_domain_grid(study: Study, methods: Sequence[str] = CROSS_DOMAIN_METHODS
-                      ) -> tuple[list[RunConfig], list[dict[str, Any]]]:
-    """Scratch plus each method taught/initialised from each domain of :data:`CROSS_DOMAINS`, per seed.
-
-    Methods with a KD term are skipped for a domain with another label space (soft
-    targets need the student's labels); its teacher can still teach by attention transfer.
-    """
-    configs, labels = [], []
-    for seed in study.seeds:
-        configs.append(study.student("scratch", study.target_n, seed))
-        labels.append({"domain": "none", "method": "scratch"})
-        for domain, role in CROSS_DOMAINS.items():
-            teacher, init = study.teacher(role=role), study.pretrained_init(role)
-            for name in methods:
-                if METHODS[name].uses_kd and not study.same_label_space(role):
-                    continue
-                configs.append(study.student(name, study.target_n, seed, teacher=teacher, init=init))
-                labels.append({"domain": domain, "method": name})
-    return configs, labels
-
-
-def regularization_grid(study: Study, methods: Sequence[str] = REGULARIZATION_METHODS
-                        ) -> tuple[list[RunConfig], list[dict[str, Any]]]:
-    """Students at the target size without early stopping (patience = epochs), per seed."""
-    configs, labels = [], []
-    for seed in study.seeds:
-        for name in methods:
-            configs.append(study.student(name, study.target_n, seed, patience=study.epochs))
-            labels.append({"method": name})
-    return configs, labels
-
-
-def temperature_alpha_grid(study: Study) -> list[RunConfig]:
-    """kd students at the target size over the study's T × alpha grid and grid seeds."""
-    return [study.student("kd", study.target_n, seed, temperature=T, alpha=a)
-            for T in study.temperatures for a in study.alphas for seed in study.grid_seeds]
