@@ -107,12 +107,15 @@ def cross_domain(study: Study) -> Grid:
     configs, labels = [], []
     for seed in study.sweep_seeds:
         for role, label in DOMAINS.items():
-            teacher = study.domain_teacher(role, study.paired_seed(seed))
+            # the headline inits alternate with the seed; another institution's network is one
+            pair = study.paired_seed(seed) if role in INITS else study.teacher_seeds[0]
+            teacher = study.domain_teacher(role, pair)
             arms = ["transfer", "kd", "at"] if study.same_label_space(role) else ["transfer", "at"]
             for name in arms:
                 arm = f"transfer@{role}" if name == "transfer" else name
+                init = study.init(role, pair) if name == "transfer" else None
                 configs.append(study.student(arm, study.target_n, seed, teacher=None if name == "transfer" else teacher,
-                                             label=f"{name}[from {role},n={study.target_n},seed={seed}]"))
+                                             init=init, label=f"{name}[from {role},n={study.target_n},seed={seed}]"))
                 labels.append({"domain": label, "role": role, "method": name, "seed": seed})
     return Grid(configs, labels)
 
