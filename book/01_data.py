@@ -50,10 +50,9 @@ from kdmed import analysis, plots
 from kdmed.config import POOL_FRACTION
 from kdmed.data import open_dataset, subsample
 from kdmed.data.real_tables import label_only_root, real_table
-from kdmed.page import save_table
+from kdmed.page import open_chapter, save_table
 from kdmed.paper import PAPER_SUBSETS
-from kdmed.runner import load_split
-from kdmed.study import open_chapter, open_split
+from kdmed.runner import load_split, open_split
 
 CHAPTER = "01_data"
 study = open_chapter(globals(), CHAPTER)

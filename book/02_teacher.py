@@ -52,17 +52,15 @@ from IPython.display import display
 from myst_nb import glue
 
 from kdmed import analysis, experiments, inference, plots
-from kdmed.page import save_table
+from kdmed.page import open_chapter, run_grids, save_table
 from kdmed.runner import evaluate_on
-from kdmed.study import open_chapter
 
 CHAPTER = "02_teacher"
 study = open_chapter(globals(), CHAPTER)
 store = study.store()
 networks = experiments.teachers(study)
 baselines = experiments.headline(study).select(arm="transfer@near") + experiments.headline(study).select(arm="transfer@far")
-study.run(networks.configs + baselines.configs)
-glue("box_computed", analysis.compute_line(store, networks.configs + baselines.configs), display=False)
+run_grids(study, networks, baselines)
 
 # %% [markdown]
 # ## Every teacher and init

@@ -65,9 +65,9 @@ from IPython.display import display
 from myst_nb import glue
 
 from kdmed import analysis, experiments, inference, plots
-from kdmed.page import save_figure, save_table
+from kdmed.page import open_chapter, run_grids, save_figure, save_table
 from kdmed.paper import PAPER_SUBSETS
-from kdmed.study import ARMS, CONTRASTS, open_chapter
+from kdmed.study import ARMS, CONTRASTS
 
 CHAPTER = "03_distillation"
 study = open_chapter(globals(), CHAPTER)
@@ -76,8 +76,7 @@ headline = experiments.headline(study)
 curve = experiments.learning_curve(study)
 sweep = experiments.strength_sweep(study)
 rule = experiments.overlap_rule(study)
-study.run(headline.configs + curve.configs + sweep.configs + rule.configs)
-glue("box_computed", analysis.compute_line(store, headline.configs + curve.configs + sweep.configs), display=False)
+run_grids(study, headline, curve, sweep, rule)
 glue("target_n_glued", study.target_n, display=False)
 glue("n_seeds", len(study.seeds), display=False)
 glue("n_boot_glued", study.n_boot, display=False)

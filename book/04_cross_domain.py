@@ -50,15 +50,13 @@ from myst_nb import glue
 
 from kdmed import analysis, experiments, plots
 from kdmed.models import IMAGENET_ARCHS, imagenet_weights_file
-from kdmed.page import save_table
-from kdmed.study import open_chapter
+from kdmed.page import open_chapter, run_grids, save_table
 
 CHAPTER = "04_cross_domain"
 study = open_chapter(globals(), CHAPTER)
 store = study.store()
 grid = experiments.cross_domain(study)
-study.run(grid.configs)
-glue("box_computed", analysis.compute_line(store, grid.configs), display=False)
+run_grids(study, grid)
 if study.student_arch in IMAGENET_ARCHS:
     path, _ = imagenet_weights_file(study.student_arch)
     imagenet_status = "weights found, not yet part of the study" if path.exists() else f"{path} is absent"

@@ -49,16 +49,14 @@ from IPython.display import display
 from myst_nb import glue
 
 from kdmed import analysis, experiments, plots
-from kdmed.page import save_table
-from kdmed.study import open_chapter
+from kdmed.page import open_chapter, run_grids, save_table
 
 CHAPTER = "05_regularization"
 study = open_chapter(globals(), CHAPTER)
 store = study.store()
 headline = experiments.headline(study)
 grid = experiments.temperature_alpha(study)
-study.run(headline.configs + grid.configs)
-glue("box_computed", analysis.compute_line(store, headline.configs + grid.configs), display=False)
+run_grids(study, headline, grid)
 
 # %% [markdown]
 # ## Training and validation curves

@@ -48,10 +48,10 @@ from myst_nb import glue
 
 from kdmed.claims import measure
 from kdmed.inference import STAND_IN
-from kdmed.page import save_table
+from kdmed.page import open_chapter, save_table
 from kdmed.paper import CITATION, choices_table
 from kdmed.profiles import available_profiles
-from kdmed.study import Study, open_chapter
+from kdmed.study import Study
 
 CHAPTER = "06_conclusions"
 study = open_chapter(globals(), CHAPTER)

@@ -184,10 +184,10 @@ def test_ddp_trainer_matches_single_process(tmp_path):
 def test_torchrun_cli_trains_a_run_config(tmp_path):
     from kdmed.metrics import macro_auc
     from kdmed.models import load_model
-    from kdmed.config import load_config
+    from kdmed.config_files import load_config
     from kdmed.runner import load_split
     from kdmed.store import ResultStore
-    from kdmed.train import predict
+    from kdmed.predict import predict
 
     run = {
         "name": "teacher-ddp",

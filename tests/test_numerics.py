@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent('''
 
 
 def _run(tmp_path, name: str, env: dict[str, str]) -> dict:
-    clean = {k: v for k, v in os.environ.items() if k not in numerics.PINNED_ENV and k != numerics.ENV_VAR}
+    clean = {k: v for k, v in os.environ.items() if k not in numerics.PINNED_ENV and k != numerics.NUMERICS_ENV}
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / name)], env={**clean, **env},
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

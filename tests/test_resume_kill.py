@@ -302,7 +302,8 @@ def test_sigkill_at_any_point_then_rerun_gives_the_uninterrupted_results(tmp_pat
     import pandas as pd
     import torch
 
-    from kdmed.config import load_configs, run_key
+    from kdmed.config import run_key
+    from kdmed.config_files import load_configs
     from kdmed.store import ResultStore
 
     (tmp_path / "grid.yml").write_text(GRID_YAML)

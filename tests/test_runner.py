@@ -10,17 +10,8 @@ import pytest
 import torch
 
 import kdmed
-from kdmed.config import (
-    DataSpec,
-    RunConfig,
-    TrainSpec,
-    config_from_dict,
-    expand_grid,
-    load_config,
-    load_configs,
-    replace,
-    run_key,
-)
+from kdmed.config import DataSpec, RunConfig, TrainSpec, config_from_dict, replace, run_key
+from kdmed.config_files import expand_grid, load_config, load_configs
 from kdmed.grid import run_grid
 from kdmed.models import load_model
 from kdmed.runner import run_one

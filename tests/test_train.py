@@ -13,7 +13,8 @@ from kdmed.loader import ArrayLoader
 from kdmed.losses import ATLoss, KDLoss, TaskLoss
 from kdmed.models import build_model, freeze_through
 from kdmed.strategies import Strategy, matched_taps
-from kdmed.train import TIMING_COLUMNS, Trainer, fit, predict
+from kdmed.predict import predict
+from kdmed.train import TIMING_COLUMNS, Trainer, fit
 from kdmed.config import TrainSpec
 from kdmed.utils import set_seed
 
@@ -293,7 +294,7 @@ def test_history_columns_schedule_and_best_weights(arrays, tmp_path):
         assert result.epochs_run == 6
     assert _states_equal(model, _load(states[best]))
     # the restored model reproduces the best validation AUC
-    from kdmed.train import epoch_macro_auc, loader_labels
+    from kdmed.predict import epoch_macro_auc, loader_labels
 
     assert epoch_macro_auc("multilabel", loader_labels(val), predict(model, val)) == max(aucs)
 
@@ -374,7 +375,7 @@ def test_val_loss_is_the_task_loss_for_every_strategy(arrays):
 def test_epoch_auc_matches_sklearn_and_multiclass_training_runs(arrays):
     from sklearn.metrics import roc_auc_score
 
-    from kdmed.train import epoch_macro_auc
+    from kdmed.predict import epoch_macro_auc
 
     rng = np.random.default_rng(0)
     y = (rng.random((40, K)) < 0.4).astype(np.float32)

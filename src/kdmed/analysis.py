@@ -249,7 +249,7 @@ def compute_line(store: ResultStore, configs: Sequence) -> str:
 
 def split_leaks(spec) -> int:
     """Patients of ``spec``'s dataset on two sides of its train/val/test split; raises when it is not 0."""
-    from kdmed.study import open_split
+    from kdmed.runner import open_split
 
     ids = {s: set(map(str, open_split(spec, s).patient_ids)) for s in ("train", "val", "test")}
     shared = len(ids["train"] & ids["val"]) + len(ids["train"] & ids["test"]) + len(ids["val"] & ids["test"])

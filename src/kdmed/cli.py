@@ -2,7 +2,7 @@
 
 ``python -m kdmed.cli run-grid --config grid.yml --results results/mygrid [--table grid.csv] [--workers N]``
 reads named runs and grids from a YAML file (the format of
-:func:`kdmed.config.load_configs`), trains every run that has no valid stored
+:func:`kdmed.config_files.load_configs`), trains every run that has no valid stored
 result (dependencies first, in parallel worker processes) and prints one summary
 row per run. Running the same command again after an interruption (Ctrl-C, a
 crash, ``kill -9``, a lost machine) skips the completed runs, resumes an
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m kdmed.cli", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run-grid", help="train every configured run without a stored result; resumable")
-    run.add_argument("--config", required=True, help="YAML file of named runs and grids (see kdmed.config.load_configs)")
+    run.add_argument("--config", required=True, help="YAML file of named runs and grids (see kdmed.config_files.load_configs)")
     run.add_argument("--results", required=True, help="results folder (a kdmed.store.ResultStore)")
     run.add_argument("--table", default=None, help="also write the summary table to this CSV file")
     run.add_argument("--workers", type=int, default=None, help="worker processes (default: the CPUs available)")
@@ -62,7 +62,7 @@ def read_configs(path: str | Path, names: Sequence[str] | None = None) -> list:
     """The run configs of a YAML file: one run's fields, or a ``runs:`` mapping filtered by ``names``."""
     import yaml
 
-    from kdmed.config import load_config, load_configs
+    from kdmed.config_files import load_config, load_configs
 
     path = Path(path)
     try:
@@ -86,7 +86,7 @@ def read_configs(path: str | Path, names: Sequence[str] | None = None) -> list:
 
 
 def _load(config: str):
-    from kdmed.config import load_configs
+    from kdmed.config_files import load_configs
 
     path = Path(config)
     if not path.is_file():
@@ -140,7 +140,8 @@ def _status(args: argparse.Namespace, configs: list | None) -> int:
 
 def _train_ddp(args: argparse.Namespace) -> int:
     from kdmed import distributed
-    from kdmed.runner import resolve_device, run_one
+    from kdmed.devices import resolve_device
+    from kdmed.runner import run_one
     from kdmed.store import ResultStore
 
     configs = read_configs(args.config, args.run)

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from kdmed.config import RunConfig
-from kdmed.study import ARMS, CURVE_ARMS, INITS, SWEEP_ARMS, Study
+from kdmed.study import ARMS, CURVE_ARMS, SWEEP_ARMS, TRANSFER_INITS, Study
 
 #: teacher domains of the cross-domain chapter: role -> label (the in-domain teacher is the reference)
 DOMAINS = {
@@ -81,7 +81,7 @@ def teachers(study: Study) -> Grid:
         for seed in seeds:
             configs.append(study.teacher(pool, seed))
             labels.append({"role": "teacher", "pool": pool, "seed": seed})
-    for role in INITS:
+    for role in TRANSFER_INITS:
         for seed in study.teacher_seeds:
             configs.append(study.init(role, seed))
             labels.append({"role": f"{role} init", "pool": study.init_pool_n, "seed": seed})
@@ -108,7 +108,7 @@ def cross_domain(study: Study) -> Grid:
     for seed in study.sweep_seeds:
         for role, label in DOMAINS.items():
             # the headline inits alternate with the seed; another institution's network is one
-            pair = study.paired_seed(seed) if role in INITS else study.teacher_seeds[0]
+            pair = study.paired_seed(seed) if role in TRANSFER_INITS else study.teacher_seeds[0]
             teacher = study.domain_teacher(role, pair)
             arms = ["transfer", "kd", "at"] if study.same_label_space(role) else ["transfer", "at"]
             for name in arms:

@@ -140,7 +140,7 @@ def available_cpus() -> int:
 
 def default_workers(configs: Sequence[RunConfig]) -> int:
     """``KDMED_WORKERS`` when set, 1 on CUDA, else :func:`available_cpus`."""
-    from kdmed.runner import resolve_device
+    from kdmed.devices import resolve_device
 
     env = os.environ.get("KDMED_WORKERS", "").strip()
     if env:
@@ -169,6 +169,21 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
+#: "1" adds a line per epoch of every run to the progress (the book builder sets it on a terminal)
+EPOCHS_ENV = "KDMED_PROGRESS_EPOCHS"
+
+
+def _epoch_lines(cfg: RunConfig) -> list:
+    if os.environ.get(EPOCHS_ENV) != "1":
+        return []
+
+    def line(epoch: int, record: dict) -> None:
+        report(f"    {cfg.name}: epoch {epoch}/{cfg.train.epochs}, validation macro-AUC "
+               f"{record.get('val_macro_auc', float('nan')):.3f}")
+
+    return [line]
+
+
 def execute_task(cfg: RunConfig, action: str, root: str, code: CodeState) -> dict[str, Any]:
     """Run one task in this process (the body of every worker); returns its timing."""
     from kdmed.runner import ensure_checkpoint, run_one
@@ -178,7 +193,7 @@ def execute_task(cfg: RunConfig, action: str, root: str, code: CodeState) -> dic
     if action == "restore":
         ensure_checkpoint(cfg, store)
     else:
-        run_one(cfg, store, quiet=True)
+        run_one(cfg, store, quiet=True, callbacks=_epoch_lines(cfg))
     return {"seconds": time.perf_counter() - start}
 
 

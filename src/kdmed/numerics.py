@@ -32,7 +32,7 @@ import platform
 from typing import Any
 
 MODES = ("reproducible", "native")
-ENV_VAR = "KDMED_NUMERICS"
+NUMERICS_ENV = "KDMED_NUMERICS"
 #: what the reproducible mode sets before torch loads its kernels
 PINNED_ENV = {
     "ATEN_CPU_CAPABILITY": "avx2",
@@ -51,9 +51,9 @@ class NumericsError(RuntimeError):
 
 def mode() -> str:
     """The numerics mode of this process, from ``KDMED_NUMERICS`` (default ``reproducible``)."""
-    value = os.environ.get(ENV_VAR, "reproducible").strip().lower() or "reproducible"
+    value = os.environ.get(NUMERICS_ENV, "reproducible").strip().lower() or "reproducible"
     if value not in MODES:
-        raise NumericsError(f"{ENV_VAR}={value!r} is not a numerics mode; expected one of {', '.join(MODES)}")
+        raise NumericsError(f"{NUMERICS_ENV}={value!r} is not a numerics mode; expected one of {', '.join(MODES)}")
     return value
 
 
@@ -83,7 +83,7 @@ def enforce() -> dict[str, Any]:
                 f"it chose its kernels before kdmed pinned them (torch ran an operation before `import kdmed`), "
                 f"or this CPU has no AVX2. Start a fresh process that imports kdmed first, or set "
                 f"{' '.join(f'{k}={v}' for k, v in PINNED_ENV.items())} before starting Python; "
-                f"{ENV_VAR}=native trains with the machine's own kernels instead (results then differ "
+                f"{NUMERICS_ENV}=native trains with the machine's own kernels instead (results then differ "
                 "between machines)."
             )
     return compute_record()

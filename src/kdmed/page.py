@@ -1,4 +1,4 @@
-"""What a chapter publishes besides its figures: its tables as CSV downloads and the command that rebuilds it.
+"""A chapter's frame: its study and opening box (:func:`open_chapter`), its tables as CSV downloads, the command that rebuilds it.
 
 The book builder sets ``KDMED_TABLES_DIR`` for the chapters it runs and copies that
 folder into the book, so a chapter's markdown links its tables as
@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
+import dataclasses
+from typing import TYPE_CHECKING, Any, Mapping
 
 import pandas as pd
 
 from kdmed.utils import atomic_path, repo_root
+
+if TYPE_CHECKING:
+    from kdmed.study import Study
 
 TABLES_ENV = "KDMED_TABLES_DIR"
 
@@ -49,3 +53,47 @@ def reproduce_command(profile: str, chapter: str, overrides: Mapping[str, Any]) 
                       .replace(" ", "") for k, v in overrides.items())
     cmd = f"make book PROFILE={profile} CHAPTERS={chapter}"
     return cmd + (f' PARAMS="{params}"' if params else "")
+
+
+def open_chapter(namespace: Mapping[str, Any], chapter: str) -> "Study":
+    """Build the chapter's :class:`Study` from its namespace and glue the opening box's values.
+
+    Glued names: ``box_<key>`` for every entry of :meth:`Study.describe`, with the
+    key's spaces and slashes turned into underscores (``box_image_size``...), and
+    ``box_reproduce``: the command that rebuilds this page with its parameters.
+    A setting on real data whose folders are missing stops here, listing them.
+    """
+    from myst_nb import glue
+
+    from kdmed.study import Study
+
+    study = Study.from_namespace(namespace)
+    base = Study.from_profile(study.profile)
+    changed = {f.name: getattr(study, f.name) for f in dataclasses.fields(Study)
+               if getattr(study, f.name) != getattr(base, f.name)}
+    glue("box_reproduce", reproduce_command(study.profile, chapter, changed), display=False)
+    missing = study.missing_roots()
+    if missing:
+        raise FileNotFoundError(
+            f"profile {study.profile!r} (setting {study.setting!r}) needs these dataset folders, which are "
+            f"missing: {'; '.join(missing)}. Set them in book/profiles/{study.profile}.yml or with "
+            "--param NAME=PATH"
+        )
+    for key, value in study.describe().items():
+        glue(box_name(key), value, display=False)
+    return study
+
+
+def box_name(key: str) -> str:
+    return "box_" + key.replace(" / ", "_").replace(" ", "_").replace("/", "_")
+
+
+def run_grids(study: "Study", *grids: Any) -> None:
+    """Train (or read) every run of ``grids`` and glue ``box_computed``: what the stored runs were computed with."""
+    from myst_nb import glue
+
+    from kdmed.analysis import compute_line
+
+    configs = [c for g in grids for c in g.configs]
+    study.run(configs)
+    glue("box_computed", compute_line(study.store(), configs), display=False)

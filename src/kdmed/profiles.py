@@ -26,8 +26,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 import os
+import types
+import typing
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
@@ -40,6 +42,10 @@ BUILDER_PARAMETERS = ("profile",)
 _PROFILE_KEYS = {"description", "study", "chapters"}
 #: the chapter name of an override that applies to every chapter (``--param NAME=VALUE``)
 ALL_CHAPTERS = "*"
+
+
+class ParameterTypeError(ValueError):
+    """A value does not have its parameter's type (the message names the parameter)."""
 
 
 class ProfileError(ValueError):
@@ -254,14 +260,16 @@ def resolve_parameters(
     profile: Profile,
     declared: Mapping[str, Mapping[str, Any]],
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    study_fields: Iterable[str] = (),
+    check_study: Callable[[Profile, Mapping[str, Any], str], list[str]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The papermill parameters of every chapter in ``declared`` under ``profile``.
 
     ``declared`` maps chapter stem -> its parameters cell (see :func:`chapter_parameters`);
     ``overrides`` maps chapter stem (or :data:`ALL_CHAPTERS`) -> values given on the
-    command line, applied last. A name is a study parameter (a field of
-    :class:`kdmed.study.Study`, when the profile has a ``study:`` section) or one the
-    chapter declares. Each result holds ``profile``, the chapter's profile values and
+    command line, applied last. A name is a study parameter (one of ``study_fields``,
+    when the profile has a ``study:`` section; ``check_study(profile, overrides,
+    chapter)`` lists what is wrong with the study they make) or one the chapter declares. Each result holds ``profile``, the chapter's profile values and
     the overrides; study values are not repeated there (the chapter reads them from the
     profile). Any problem raises one :class:`ProfileError` listing all.
     """
@@ -270,11 +278,7 @@ def resolve_parameters(
     where = str(profile.path)
     problems = []
     known_chapters = ", ".join(declared) or "(none)"
-    study_fields: dict[str, Any] = {}
-    if profile.study is not None:
-        from kdmed.study import Study
-
-        study_fields = Study.fields()
+    study_fields = list(study_fields) if profile.study is not None else []
     for chapter in profile.chapters:
         if chapter not in declared:
             problems.append(f"{where}: unknown chapter {chapter!r}; chapters in the book: {known_chapters}")
@@ -294,24 +298,13 @@ def resolve_parameters(
         study_given = {k: v for k, v in given.items() if k in study_fields and k not in params}
         problems += _check("command line (--param)", chapter, params,
                            {k: v for k, v in given.items() if k not in study_given}, study_fields)
-        if profile.study is not None:
-            problems += _study_problems(profile, study_given, chapter)
+        if profile.study is not None and check_study is not None:
+            problems += check_study(profile, study_given, chapter)
         resolved[chapter] = {"profile": profile.name, **own, **given}
     if problems:
         unique = list(dict.fromkeys(problems))
         raise ProfileError(f"profile {profile.name!r} refused:\n  " + "\n  ".join(unique))
     return resolved
-
-
-def _study_problems(profile: Profile, overrides: Mapping[str, Any], chapter: str) -> list[str]:
-    from kdmed.study import Study, StudyError
-
-    where = str(profile.path) + (f" with --param for {chapter}" if overrides else "")
-    try:
-        Study.from_mapping({**profile.study, **overrides, "profile": profile.name}, where)
-    except StudyError as err:
-        return [line.strip() for line in str(err).splitlines()[1:]]
-    return []
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -334,3 +327,44 @@ def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, Any]]:
             raise ProfileError(f"--param {item!r}: the value is not a valid YAML value: {err}") from err
         result.setdefault(chapter, {})[name.strip()] = value
     return result
+
+
+def coerce(kind: Any, value: Any, name: str) -> Any:
+    """``value`` as the field type ``kind`` (int, float, bool, str, ``T | None``, ``tuple[T, ...]``).
+
+    A string given for a list (papermill's ``-p seeds "[0, 1]"``) is read as YAML.
+    """
+    import yaml
+
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return coerce(inner, value, name)
+    if origin is tuple:
+        if isinstance(value, str):
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError as err:
+                raise ParameterTypeError(f"{name}: {value!r} is not a YAML list: {err}") from None
+        if not isinstance(value, (list, tuple)):
+            raise ParameterTypeError(f"{name} expects a list, got {type(value).__name__} {value!r}")
+        return tuple(coerce(args[0], v, f"{name}[{i}]") for i, v in enumerate(value))
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ParameterTypeError(f"{name} expects true or false, got {type(value).__name__} {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParameterTypeError(f"{name} expects an int, got {type(value).__name__} {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParameterTypeError(f"{name} expects a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ParameterTypeError(f"{name} expects a string, got {type(value).__name__} {value!r}")
+        return value
+    raise ParameterTypeError(f"{name}: unsupported field type {kind!r}")

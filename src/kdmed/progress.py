@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-ENV_VAR = "KDMED_PROGRESS_FILE"
+PROGRESS_ENV = "KDMED_PROGRESS_FILE"
 
 
 def report(line: str) -> None:
     """Show ``line`` on stderr and append it to the progress file, if one is set."""
     print(line, file=sys.stderr, flush=True)
-    path = os.environ.get(ENV_VAR)
+    path = os.environ.get(PROGRESS_ENV)
     if path:
         # one write of a short line in append mode: lines of concurrent workers do not interleave
         with open(path, "a", encoding="utf-8") as fh:

@@ -42,6 +42,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from kdmed.config import PART_SEED, PARTS, POOL_FRACTION, TEST_SEED, VAL_SEED, DataSpec, RunConfig, run_key
+from kdmed.devices import resolve_device
 from kdmed.methods import STRATEGIES
 from kdmed.store import FrozenStoreError, ResultStore, StaleResultError
 from kdmed.utils import to_jsonable
@@ -103,21 +104,19 @@ def load_split(spec: DataSpec, split: str, progress: bool = True) -> SplitData:
     return data
 
 
+def open_split(spec: DataSpec, split: str) -> Any:
+    """The dataset behind ``spec`` for ``split``, without its subsampling and without loading images."""
+    from kdmed.data import open_dataset
+
+    return open_dataset(spec.dataset, root=spec.root, split=split, image_size=spec.image_size, **spec.option_dict)
+
+
 def training_part(patient_ids: np.ndarray, part: str) -> np.ndarray:
     """Rows of the ``part`` of a training split (see :class:`kdmed.config.DataSpec`): whole patients, fixed."""
     from kdmed.data.subsets import split_by_patient
 
     pool, target = split_by_patient(patient_ids, [POOL_FRACTION, 1 - POOL_FRACTION], seed=PART_SEED)
     return {PARTS[0]: pool, PARTS[1]: target}[part]
-
-
-def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when a GPU is visible, else "cpu"; other values unchanged."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def train_eval_rows(n_train: int, k: int) -> np.ndarray:
@@ -185,7 +184,7 @@ def evaluate_on(cfg: RunConfig, store: ResultStore, data: DataSpec, split: str =
     Returns ``y_true``, ``y_score`` (logits), ``patient_ids``, ``rows``, ``classes`` and ``task``.
     """
     from kdmed.loader import ArrayLoader
-    from kdmed.train import predict
+    from kdmed.predict import predict
 
     stored = store.read_evaluation(cfg, data, split)
     if stored is not None:
@@ -297,7 +296,8 @@ def _train(cfg: RunConfig, out: ResultStore, deps: ResultStore, quiet: bool = Fa
     from kdmed.metrics import evaluate
     from kdmed.models import freeze_through, save_model
     from kdmed.strategies import Strategy
-    from kdmed.train import Trainer, loader_labels, predict
+    from kdmed.predict import loader_labels, predict
+    from kdmed.train import Trainer
     from kdmed.utils import set_seed
 
     rank, world = distributed.rank(), distributed.world_size()

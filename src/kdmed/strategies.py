@@ -34,7 +34,6 @@ canonical no-grad pass over the training rows per view, looked up by
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Iterable, Mapping
 
 import torch
@@ -45,14 +44,6 @@ from kdmed.methods import STRATEGIES, check_strategy
 from kdmed.models import FeatureTaps, default_taps, model_arch
 
 TEACHER_MODES = ("none", "cached", "shared")
-
-
-def autocast_context(device: torch.device | str, amp: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when ``amp``; a no-op elsewhere (the CPU path stays fp32)."""
-    device = torch.device(device)
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def freeze_teacher(teacher: nn.Module) -> nn.Module:

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import types
 import typing
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -54,20 +53,21 @@ import pandas as pd
 
 from kdmed.config import DataSpec, RunConfig, TrainSpec
 from kdmed.methods import method
+from kdmed.profiles import ParameterTypeError, coerce
 from kdmed.store import ResultStore
 from kdmed.utils import repo_root
 
 SETTINGS = ("synthetic", "chexpert", "chestxray8")
 #: the two transfer-learning initialisations
-INITS = {"near": "another chest institution (NIH-like)", "far": "a distant domain (fundus photographs, the stand-in for ImageNet)"}
+TRANSFER_INITS = {"near": "another chest institution (NIH-like)", "far": "a distant domain (fundus photographs, the stand-in for ImageNet)"}
 #: every domain a network can be pre-trained on for a student (the cross-domain chapter adds a third chest source)
-INIT_ROLES = (*INITS, "other-chest")
+INIT_ROLES = (*TRANSFER_INITS, "other-chest")
 #: every arm of the headline comparison, in table order
 BASE_ARMS = ("scratch", "kd", "at", "kd+at")
 #: with the near init every method; with the far one those the framings and the frozen baseline need
 INIT_METHODS = {"near": ("transfer", "transfer-frozen", "transfer+kd", "transfer+at", "transfer+kd+at"),
                 "far": ("transfer", "transfer-frozen", "transfer+kd")}
-ARMS = BASE_ARMS + tuple(f"{m}@{init}" for init in INITS for m in INIT_METHODS[init])
+ARMS = BASE_ARMS + tuple(f"{m}@{init}" for init in TRANSFER_INITS for m in INIT_METHODS[init])
 #: the gain comparisons: label -> (framing, init, taught arm, baseline arm)
 CONTRASTS: dict[str, tuple[str, str, str, str]] = {
     "kd − transfer (near)": ("taught from scratch vs transfer", "near", "kd", "transfer@near"),
@@ -177,7 +177,7 @@ class Study:
             if name in values:
                 try:
                     checked[name] = coerce(kind, values[name], name)
-                except StudyError as err:
+                except ParameterTypeError as err:
                     problems.append(f"{where}: {err}")
         required = [f.name for f in dataclasses.fields(cls)
                     if f.default is dataclasses.MISSING and f.name not in values]
@@ -276,7 +276,7 @@ class Study:
         The near and far teachers are the transfer inits themselves when the teacher's
         architecture is the student's: one network, used both ways.
         """
-        if role in INITS and self.teacher_arch == self.student_arch:
+        if role in TRANSFER_INITS and self.teacher_arch == self.student_arch:
             return self.init(role, seed)
         return RunConfig(name=f"teacher[{role},seed={seed}]", data=self._data(role, self.init_pool_n, seed, None),
                          arch=self.teacher_arch, strategy="scratch", train=self.train_spec(teacher=True), seed=seed)
@@ -367,84 +367,3 @@ class Study:
             "KD": f"T = {self.temperature:g}, alpha = {self.alpha:g}; AT beta = {self.beta:g} at "
                   f"{', '.join(self.at_taps)}",
         }
-
-
-def coerce(kind: Any, value: Any, name: str) -> Any:
-    """``value`` as the field type ``kind`` (int, float, bool, str, ``T | None``, ``tuple[T, ...]``).
-
-    A string given for a list (papermill's ``-p seeds "[0, 1]"``) is read as YAML.
-    """
-    import yaml
-
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType) and type(None) in args:
-        if value is None:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return coerce(inner, value, name)
-    if origin is tuple:
-        if isinstance(value, str):
-            try:
-                value = yaml.safe_load(value)
-            except yaml.YAMLError as err:
-                raise StudyError(f"{name}: {value!r} is not a YAML list: {err}") from None
-        if not isinstance(value, (list, tuple)):
-            raise StudyError(f"{name} expects a list, got {type(value).__name__} {value!r}")
-        return tuple(coerce(args[0], v, f"{name}[{i}]") for i, v in enumerate(value))
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise StudyError(f"{name} expects true or false, got {type(value).__name__} {value!r}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise StudyError(f"{name} expects an int, got {type(value).__name__} {value!r}")
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise StudyError(f"{name} expects a number, got {type(value).__name__} {value!r}")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise StudyError(f"{name} expects a string, got {type(value).__name__} {value!r}")
-        return value
-    raise StudyError(f"{name}: unsupported field type {kind!r}")
-
-
-def open_chapter(namespace: Mapping[str, Any], chapter: str) -> Study:
-    """Build the chapter's :class:`Study` from its namespace and glue the opening box's values.
-
-    Glued names: ``box_<key>`` for every entry of :meth:`Study.describe`, with the
-    key's spaces and slashes turned into underscores (``box_image_size``...), and
-    ``box_reproduce``: the command that rebuilds this page with its parameters.
-    A setting on real data whose folders are missing stops here, listing them.
-    """
-    from myst_nb import glue
-
-    from kdmed.page import reproduce_command
-
-    study = Study.from_namespace(namespace)
-    base = Study.from_profile(study.profile)
-    changed = {f.name: getattr(study, f.name) for f in dataclasses.fields(Study)
-               if getattr(study, f.name) != getattr(base, f.name)}
-    glue("box_reproduce", reproduce_command(study.profile, chapter, changed), display=False)
-    missing = study.missing_roots()
-    if missing:
-        raise FileNotFoundError(
-            f"profile {study.profile!r} (setting {study.setting!r}) needs these dataset folders, which are "
-            f"missing: {'; '.join(missing)}. Set them in book/profiles/{study.profile}.yml or with "
-            "--param NAME=PATH"
-        )
-    for key, value in study.describe().items():
-        glue(box_name(key), value, display=False)
-    return study
-
-
-def box_name(key: str) -> str:
-    return "box_" + key.replace(" / ", "_").replace(" ", "_").replace("/", "_")
-
-
-def open_split(spec: DataSpec, split: str):
-    """The dataset behind ``spec`` for ``split``, without its subsampling and without loading images."""
-    from kdmed.data import open_dataset
-
-    return open_dataset(spec.dataset, root=spec.root, split=split, image_size=spec.image_size, **spec.option_dict)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from kdmed.devices import autocast_context
 from kdmed.losses import attention_map
 from kdmed.models import FeatureTaps
 from kdmed.utils import atomic_path
@@ -120,8 +121,6 @@ class TeacherViews:
     # ------------------------------------------------------------------ the pass
     @torch.no_grad()
     def _compute(self, loader: Any, epoch: int, amp: bool) -> dict[str, np.ndarray]:
-        from kdmed.strategies import autocast_context
-
         rows = np.sort(np.asarray(loader.rows))
         device = torch.device(loader.device)
         self.teacher.eval()

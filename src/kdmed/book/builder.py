@@ -15,9 +15,10 @@ from kdmed.book.html_check import notebook_facts
 from kdmed.book.layout import MANIFEST, BookLayout
 from kdmed.book.render import recover_leftovers, render, stage, swap_html
 from kdmed.book.toc import chapter_sources
+from kdmed.grid import EPOCHS_ENV
 from kdmed.page import TABLES_ENV
 from kdmed.profiles import PROFILES_ENV
-from kdmed.progress import ENV_VAR as PROGRESS_ENV
+from kdmed.progress import PROGRESS_ENV
 from kdmed.progress import Tail
 from kdmed.store import FROZEN_ENV
 from kdmed.utils import atomic_write_json
@@ -69,6 +70,7 @@ def build(
     progress_file = layout.build_dir / "logs" / f"runs-{profile}.log"
     progress_file.parent.mkdir(parents=True, exist_ok=True)
     env = {FROZEN_ENV: "1" if frozen else "0", PROGRESS_ENV: str(progress_file),
+           EPOCHS_ENV: "1" if sys.stderr.isatty() else "0",
            PROFILES_ENV: str(layout.profiles_dir), TABLES_ENV: str(layout.tables_dir(profile))}
     for i, (stem, values) in enumerate(params.items(), start=1):
         _log(f"[{i}/{len(params)}] {stem}: executing ({', '.join(f'{k}={v!r}' for k, v in values.items())})"

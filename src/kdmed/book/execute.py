@@ -14,6 +14,7 @@ import yaml
 from kdmed.book.layout import KERNEL_NAME, BookError, BookLayout, ChapterFailed
 from kdmed.book.toc import chapter_sources
 from kdmed.profiles import Profile, ProfileError, chapter_parameters, load_profile, resolve_parameters
+from kdmed.study import Study, StudyError
 from kdmed.utils import atomic_path
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -32,13 +33,23 @@ def validate(
     sources = chapter_sources(layout)
     declared = {stem: chapter_parameters(path) for stem, path in sources.items()}
     loaded = load_profile(profile, layout.profiles_dir)
-    resolved = resolve_parameters(loaded, declared, overrides)
+    resolved = resolve_parameters(loaded, declared, overrides, Study.fields(), _study_problems)
     if only:
         unknown = [c for c in only if c not in sources]
         if unknown:
             raise ProfileError(f"--chapters: unknown chapter(s) {unknown}; chapters in the book: {', '.join(sources)}")
         resolved = {c: p for c, p in resolved.items() if c in only}
     return loaded, resolved
+
+
+def _study_problems(profile: Profile, overrides: Mapping[str, Any], chapter: str) -> list[str]:
+    """What is wrong with the study that ``profile`` plus a chapter's ``overrides`` make (empty when valid)."""
+    where = str(profile.path) + (f" with --param for {chapter}" if overrides else "")
+    try:
+        Study.from_mapping({**profile.study, **overrides, "profile": profile.name}, where)
+    except StudyError as err:
+        return [line.strip() for line in str(err).splitlines()[1:]]
+    return []
 
 
 def check_config(layout: BookLayout) -> None:
