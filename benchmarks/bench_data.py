@@ -251,7 +251,9 @@ def main(argv=None) -> dict:
     print("total seconds", results["total_seconds"])
     if not args.no_write:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from common import write_results  # the shared layout of benchmarks/results/*.json
+        from common import (
+            write_results,  # the shared layout of benchmarks/results/*.json
+        )
 
         params = {"parts": parts, "workers": args.workers, "seed": args.seed}
         path = write_results("data", "cpu", table_rows(results), params, args.results_dir, **results)

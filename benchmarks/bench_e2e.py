@@ -36,9 +36,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from bench_models import PROFILE_SIZE, default_batch_size, model_ceiling, parse_sizes
-from common import Clock, add_common_args, format_table, machine_info, setup, write_results
+from common import (
+    Clock,
+    add_common_args,
+    format_table,
+    machine_info,
+    setup,
+    write_results,
+)
+
+from kdmed.config import TrainSpec
 from kdmed.data.cache import cached_image_array
 from kdmed.data.synthetic import SyntheticChest
 from kdmed.loader import ArrayLoader
@@ -84,8 +92,8 @@ def e2e_row(arch: str, image_size: int, batch_size: int, n: int, epochs: int, de
 
     set_seed(0)
     model = build_model(arch, labels.shape[1])
-    trainer = Trainer(model, Strategy("scratch", "multilabel"), epochs=epochs, lr=1e-4, patience=epochs,
-                      amp=amp, compile=compile, device=device, quiet=True)
+    spec = TrainSpec(epochs=epochs, lr=1e-4, patience=epochs, amp=amp, compile=compile, train_eval_n=0)
+    trainer = Trainer(model, Strategy("scratch", "multilabel"), spec, device=device, quiet=True)
     history = trainer.fit(train, val).history
     timed = history[1:] if len(history) > 1 else history
     best = max(timed, key=lambda h: h["images_per_s"])

@@ -30,11 +30,19 @@ import time
 from typing import Any
 
 import torch
+from common import (
+    Clock,
+    add_common_args,
+    format_table,
+    machine_info,
+    setup,
+    sync,
+    write_results,
+)
 
-from common import Clock, add_common_args, format_table, machine_info, setup, sync, write_results
+from kdmed.devices import autocast_context
 from kdmed.losses import TaskLoss
 from kdmed.models import ARCHS, build_model, count_parameters
-from kdmed.devices import autocast_context
 from kdmed.utils import set_seed
 
 #: image size of each architecture in the profiles that use it

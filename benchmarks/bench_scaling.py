@@ -30,10 +30,12 @@ import time
 from typing import Any
 
 import numpy as np
-
 from common import add_common_args, format_table, machine_info, setup, write_results
+
+from kdmed.config import DataSpec, RunConfig, TrainSpec
 from kdmed.models import ARCHS
-from kdmed.runner import DataSpec, ResultStore, RunConfig, TrainSpec, clear_data_cache, run_one
+from kdmed.runner import clear_data_cache, run_one
+from kdmed.store import ResultStore
 
 CPU_SIZES = (500, 1000, 2000, 5000)
 CUDA_SIZES = (500, 1000, 2000, 5000, 10000, 20000, 50000)

@@ -140,6 +140,8 @@ def image_epochs(study, epochs_share: float = 1.0) -> pd.DataFrame:
             if hasattr(dep, "key"):
                 visit(dep, dep_kind)
 
+    for cfg, lab in experiments.teachers(study):
+        visit(cfg, "teacher" if lab["role"] == "teacher" else "init")
     for cfg in experiments.everything(study).configs:
         visit(cfg, "student")
     rows = pd.DataFrame(list(seen.values()), columns=["kind", "n", "epochs"])
