@@ -3,69 +3,20 @@
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
+from package_graph import constant_owners, import_graph, modules
 
 import kdmed.data
 
-PACKAGE = Path(kdmed.data.__file__).resolve().parent
 MAX_LINES = 400
-
-
-def _modules() -> dict[str, Path]:
-    out = {}
-    for f in sorted(PACKAGE.rglob("*.py")):
-        parts = ["kdmed", "data", *f.relative_to(PACKAGE).with_suffix("").parts]
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        out[".".join(parts)] = f
-    return out
-
-
-MODULES = _modules()
-
-
-def _type_checking_nodes(tree: ast.AST) -> set[int]:
-    """Nodes inside ``if TYPE_CHECKING:`` blocks (never run, so no import edge)."""
-    out = set()
-    for node in ast.walk(tree):
-        test = getattr(node, "test", None)
-        if isinstance(node, ast.If) and getattr(test, "id", getattr(test, "attr", None)) == "TYPE_CHECKING":
-            out |= {id(sub) for sub in ast.walk(node)}
-    return out
-
-
-def _resolve(name: str) -> str | None:
-    while name and name not in MODULES:
-        name = name.rpartition(".")[0]
-    return name or None
+MODULES = modules("kdmed.data")
+GRAPH = import_graph("kdmed.data")
 
 
 def imports(module: str) -> set[str]:
     """Modules of ``kdmed.data`` that ``module`` imports anywhere (module level or inside functions)."""
-    path = MODULES[module]
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    skip = _type_checking_nodes(tree)
-    found = set()
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
-        if isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                pkg = module if path.name == "__init__.py" else module.rpartition(".")[0]
-                for _ in range(node.level - 1):
-                    pkg = pkg.rpartition(".")[0]
-                base = f"{pkg}.{base}" if base else pkg
-            # "from pkg import sub" imports the submodule; "from pkg import name" the package
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
-        else:
-            continue
-        found |= {r for r in map(_resolve, targets) if r and r != module}
-    return found
+    return GRAPH[module]
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
@@ -95,16 +46,7 @@ def test_one_image_decoder():
 
 def test_one_owner_per_constant():
     """``SPLITS`` and the DR label spaces are defined once; other modules import them."""
-    owners: dict[str, list[str]] = {}
-    for module, path in MODULES.items():
-        for node in ast.parse(path.read_text(encoding="utf-8")).body:
-            if isinstance(node, ast.Assign):
-                targets = node.targets
-            else:
-                targets = [node.target] if isinstance(node, ast.AnnAssign) else []
-            for t in targets:
-                if isinstance(t, ast.Name) and t.id.isupper() and not t.id.startswith("_"):
-                    owners.setdefault(t.id, []).append(module)
+    owners = constant_owners("kdmed.data")
     twice = {name: mods for name, mods in owners.items() if len(mods) > 1}
     assert twice == {}
     assert owners["SPLITS"] == ["kdmed.data._io"] and kdmed.data.SPLITS == ("train", "val", "test")
