@@ -52,7 +52,7 @@ from kdmed.data import open_dataset, subsample
 from kdmed.data.real_tables import label_only_root, real_table
 from kdmed.page import open_chapter, save_table
 from kdmed.paper import PAPER_SUBSETS
-from kdmed.runner import load_split, open_split
+from kdmed.runner import open_split
 
 CHAPTER = "01_data"
 study = open_chapter(globals(), CHAPTER)
@@ -215,11 +215,11 @@ for role, spec in roles.items():
     leaks = analysis.split_leaks(spec)  # raises when a patient is on two sides of a split
     for split in ("train", "val", "test"):
         whole = open_split(spec, split)
-        used = load_split(spec, split, progress=False).dataset
+        used = analysis.split_view(spec, split)
         rows.append({"role": role, "dataset": spec.dataset, "split": split, "images in the split": len(whole),
                      "part": spec.part if split == "train" else None, "images used": len(used),
                      "patients used": used.describe()["patients"], "patients on two sides": leaks})
-    prev_rows.append(load_split(spec, "train", progress=False).dataset.prevalence().rename("prevalence")
+    prev_rows.append(analysis.split_view(spec, "train").prevalence().rename("prevalence")
                      .rename_axis("class").reset_index().assign(source=role))
 role_table = pd.DataFrame(rows).set_index(["role", "split"])
 save_table(role_table, CHAPTER, "roles", study.profile)
@@ -262,7 +262,7 @@ plt.close(fig)
 # same finding seen by each institution when the setting is synthetic.
 
 # %% tags=["hide-input"]
-target = load_split(study.target_data(max(study.target_sizes)), "train", progress=False).dataset
+target = analysis.split_view(study.target_data(max(study.target_sizes)), "train")
 picks, titles = [], []
 for k, cls in enumerate(target.classes):
     hits = np.flatnonzero(target.labels[:, k] > 0.5)
@@ -277,7 +277,7 @@ plt.show()
 if study.setting == "synthetic":
     per_role, role_titles = [], []
     for role in ("target (C)", "near init (A)", "other chest (B)"):
-        d = load_split(roles[role], "train", progress=False).dataset
+        d = analysis.split_view(roles[role], "train")
         cls = d.classes.index("Cardiomegaly")
         idx = np.flatnonzero(d.labels[:, cls] > 0.5)[:3]
         per_role.append(np.asarray(d.take(idx).image_array(progress=False)))
@@ -285,7 +285,7 @@ if study.setting == "synthetic":
     fig = plots.image_grid(np.concatenate(per_role), role_titles, ncols=3,
                            title="acquisition style per institution (same finding)")
     plt.show()
-    fundus = load_split(roles["far init (fundus)"], "train", progress=False).dataset
+    fundus = analysis.split_view(roles["far init (fundus)"], "train")
     grade_idx = [int(np.flatnonzero(fundus.labels[:, g] > 0.5)[0]) for g in range(len(fundus.classes))]
     fig = plots.image_grid(np.asarray(fundus.take(grade_idx).image_array(progress=False)), fundus.classes, ncols=5,
                            title="synthetic fundus images, one per retinopathy grade")
@@ -299,11 +299,11 @@ if study.setting == "synthetic":
 # largest gap over all sizes is {glue:text}`profile_subset_gap:.2%`.
 
 # %% tags=["hide-input"]
-whole = load_split(dataclasses.replace(study.target_data(), train_n=None), "train", progress=False).dataset
+whole = analysis.split_view(dataclasses.replace(study.target_data(), train_n=None), "train")
 sub_rows, worst = [], 0.0
 full = whole.prevalence()
 for n in study.target_sizes:
-    part = load_split(study.target_data(n, 0), "train", progress=False).dataset
+    part = analysis.split_view(study.target_data(n, 0), "train")
     prev = part.prevalence()
     worst = max(worst, float((full - prev).abs().max()))
     sub_rows.append(prev.rename("prevalence").rename_axis("class").reset_index().assign(source=f"n = {n}"))

@@ -61,7 +61,7 @@ run_grids(study, headline, grid)
 # %% [markdown]
 # ## Training and validation curves
 #
-# Means over {glue:text}`n_seeds` seeds (95 % bands) of four arms; each run's curve
+# Means over {glue:text}`n_seeds` seeds (bands from the lowest to the highest seed) of four arms; each run's curve
 # stops at its own last epoch.
 
 # %% tags=["hide-input"]

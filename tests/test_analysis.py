@@ -46,7 +46,8 @@ def fabricate(store: ResultStore, cfg, quality: float, seed: int, epochs: int = 
 
 
 @pytest.fixture()
-def world(tmp_path):
+def world(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDMED_RESULTS_DIR", str(tmp_path))  # the bootstrap cache goes beside the fabricated runs
     study = dataclasses.replace(Study.from_profile("smoke"), n_boot=200, epochs=50, patience=4)
     store = ResultStore(tmp_path)
     head = experiments.headline(study)
@@ -140,3 +141,22 @@ def test_cross_domain_table_keeps_each_domain_apart(tmp_path):
 def test_split_leaks_count_patients_on_two_sides():
     study = Study.from_profile("smoke")
     assert analysis.split_leaks(study.target_data()) == 0
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_split_view_selects_the_rows_load_split_trains_on_without_images(split, monkeypatch):
+    from kdmed.data.base import ImageDataset
+    from kdmed.runner import clear_data_cache, load_split
+
+    study = Study.from_profile("smoke")
+    for spec in (study.target_data(study.target_n, 1), study.teacher(study.teacher_pool_n).data):
+        with monkeypatch.context() as m:
+            m.setattr(ImageDataset, "image_array", lambda *a, **k: pytest.fail("split_view loaded images"))
+            view = analysis.split_view(spec, split)
+        loaded = load_split(spec, split, progress=False)
+        assert list(view.patient_ids) == list(loaded.dataset.patient_ids)
+        np.testing.assert_array_equal(view.labels, loaded.labels)
+        assert len(view) == len(loaded.images)
+    clear_data_cache()
+    with pytest.raises(ValueError, match="asked for 999999 images"):
+        analysis.split_view(dataclasses.replace(study.target_data(), train_n=999999), "train")

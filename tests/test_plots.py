@@ -49,3 +49,14 @@ def test_roc_curves_skips_single_valued_class():
     labels = [line.get_label() for line in fig.axes[0].lines]
     assert any(lbl.startswith("has both") for lbl in labels)
     assert not any(lbl.startswith("all negative") for lbl in labels)
+
+
+def test_history_curves_draw_the_mean_and_the_range_over_runs():
+    hist = pd.DataFrame({"epoch": [1, 1, 2, 2], "method": "kd", "seed": [0, 1, 0, 1],
+                         "val_loss": [0.2, 0.6, 0.3, 0.9]})
+    fig = plots.history_curves(hist, ["val_loss"])
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.4, 0.6])
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.2) and band.max() == pytest.approx(0.9)
+    matplotlib.pyplot.close(fig)

@@ -8,6 +8,7 @@ which reads them from the store.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -60,8 +61,13 @@ def teacher_scores(study: Study, store: ResultStore, seeds: Sequence[int], pool:
 
 def bootstrap(study: Study, scores: Mapping[str, Sequence[np.ndarray]], test: Mapping[str, np.ndarray],
               seed: int = 0) -> inference.AUCBootstrap:
-    """:func:`kdmed.inference.auc_bootstrap` with the study's number of resamples."""
-    return inference.auc_bootstrap(test["y_true"], test["patient_ids"], scores, study.n_boot, seed)
+    """:func:`kdmed.inference.auc_bootstrap` with the study's number of resamples; the replicates are
+    cached in the study's results store (``.bootstrap/``), read-only when the store is frozen."""
+    from kdmed.replicates import BOOTSTRAP_DIR
+
+    store = study.store()
+    return inference.auc_bootstrap(test["y_true"], test["patient_ids"], scores, study.n_boot, seed,
+                                   cache=store.root / BOOTSTRAP_DIR, writable=not store.frozen)
 
 
 # ============================================================================ tables
@@ -215,21 +221,53 @@ def select_temperature_alpha(store: ResultStore, grid: Grid) -> tuple[pd.DataFra
                    "test AUC of the test-best cell": float(table["test AUC"].max())}
 
 
+@functools.lru_cache(maxsize=16)
+def _whole_split(dataset: str, root: Any, image_size: int, options: Any, split: str) -> Any:
+    # one table per split, however many subsets of it a page inspects (take/subsample return new views)
+    from kdmed.config import DataSpec
+    from kdmed.runner import open_split
+
+    return open_split(DataSpec(dataset, root=root, image_size=image_size, options=options), split)
+
+
+def split_view(spec, split: str) -> Any:
+    """The dataset rows :func:`kdmed.runner.load_split` trains and scores on, without decoding
+    or rendering a single image: for tables of patients, labels and prevalence.
+
+    The same selection as ``load_split`` (the part, then the seeded stratified
+    subsample); a test checks that both give the same rows. It lives here, not in the
+    runner, so that the runner's code fingerprint (and so every published result)
+    stays as it is.
+    """
+    from kdmed.config import TEST_SEED, VAL_SEED
+    from kdmed.data import subsample
+    from kdmed.runner import training_part
+
+    n, seed = {"train": (spec.train_n, spec.subset_seed), "val": (spec.val_n, VAL_SEED),
+               "test": (spec.test_n, TEST_SEED)}[split]
+    ds = _whole_split(spec.dataset, spec.root, spec.image_size, spec.options, split)
+    if split == "train" and spec.part is not None:
+        ds = ds.take(training_part(ds.patient_ids, spec.part))
+    if n is not None:
+        if n > len(ds):
+            raise ValueError(f"{spec.dataset}/{split}: asked for {n} images but the split has only {len(ds)}")
+        ds = subsample(ds, n, by="patient", stratify=True, seed=seed)
+    return ds
+
+
 def patient_overlap(study: Study, rule: str = "disjoint") -> pd.DataFrame:
     """Patients each target subset shares with its teacher's pool, for every seed and size.
 
     Under the study's rule (``disjoint``) this must be 0 for every row:
     :class:`AnalysisError` is raised otherwise. ``overlapping`` measures the other rule.
     """
-    from kdmed.runner import load_split
-
     rows = []
     for n in study.target_sizes:
         for seed in sorted(set(study.seeds) | set(study.curve_seeds)):
-            target = set(map(str, load_split(study.target_data(n, seed), "train", progress=False).dataset.patient_ids))
+            target = set(map(str, split_view(study.target_data(n, seed), "train").patient_ids))
             teacher = study.teacher_for(seed) if rule == "disjoint" else \
                 study.teacher(study.teacher_pool_n, study.teacher_seeds[0], rule=rule)
-            pool = set(map(str, load_split(teacher.data, "train", progress=False).dataset.patient_ids))
+            pool = set(map(str, split_view(teacher.data, "train").patient_ids))
             shared = len(target & pool)
             rows.append({"target n": n, "seed": seed, "teacher": teacher.name, "target patients": len(target),
                          "pool patients": len(pool), "shared patients": shared,
@@ -270,5 +308,5 @@ def mean_over_seeds(values: Sequence[float]) -> dict[str, float]:
 
 __all__ = ["AnalysisError", "arm_table", "bootstrap", "capped_runs", "compute_line", "contrast_table", "cross_domain_table",
            "evaluate_with_ci", "grouped_scores", "histories", "keyed", "macro_auc", "mean_over_seeds",
-           "patient_overlap", "regime", "split_leaks", "select_temperature_alpha", "teacher_scores", "training_summary",
-           "with_holm"]
+           "patient_overlap", "regime", "split_leaks", "split_view", "select_temperature_alpha", "teacher_scores",
+           "training_summary", "with_holm"]

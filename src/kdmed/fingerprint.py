@@ -38,6 +38,7 @@ PRESENTATION = (
     "kdmed.plots",
     "kdmed.profiles",
     "kdmed.progress",
+    "kdmed.replicates",  # a cache of bootstrap replicates for the book; no run reads it
     "kdmed.study",
 )
 

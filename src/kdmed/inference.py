@@ -20,6 +20,7 @@ only real data can say *reproduced* or *not reproduced* (:func:`verdict`).
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -56,14 +57,16 @@ class AUCBootstrap:
 
 
 def auc_bootstrap(y_true: np.ndarray, patient_ids: np.ndarray, scores: Mapping[str, Sequence[np.ndarray]],
-                  n_boot: int, seed: int = 0) -> AUCBootstrap:
+                  n_boot: int, seed: int = 0, cache: str | Path | None = None, writable: bool = True) -> AUCBootstrap:
     """Every arm's macro-AUC per seed, and on ``n_boot`` hierarchical replicates (see the module docstring).
 
     ``scores[name]`` holds one ``[N, K]`` score array per seed, all on the images of
-    ``y_true``; every arm must have the same number of seeds.
+    ``y_true``; every arm must have the same number of seeds. ``cache``: a folder of
+    stored replicates (:mod:`kdmed.replicates`); the values are the same with or without it.
     """
     from kdmed.metrics import macro_auc
     from kdmed.metrics.bootstrap import bootstrap_values
+    from kdmed.replicates import cached_replicates
 
     counts = {len(v) for v in scores.values()}
     if len(counts) != 1:
@@ -72,8 +75,14 @@ def auc_bootstrap(y_true: np.ndarray, patient_ids: np.ndarray, scores: Mapping[s
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     names = list(scores)
-    triples = [(macro_auc, y_true, s) for name in names for s in scores[name]]
-    values = bootstrap_values(triples, len(y_true), n_boot, patient_ids, seed, False)
+    arrays = [s for name in names for s in scores[name]]
+
+    def compute(positions: list[int]) -> list[np.ndarray]:
+        # each array's replicates are the same whatever else is drawn with it: the draws depend on n, seed, patients
+        triples = [(macro_auc, y_true, arrays[i]) for i in positions]
+        return bootstrap_values(triples, len(y_true), n_boot, patient_ids, seed, False)
+
+    values = cached_replicates(y_true, patient_ids, arrays, n_boot, seed, compute, cache, writable)
     boot, point = {}, {}
     for i, name in enumerate(names):
         boot[name] = np.stack(values[i * k:(i + 1) * k])

@@ -82,12 +82,17 @@ def image_grid(images: np.ndarray, titles: Sequence[str], ncols: int = 6, title:
 
 def history_curves(history: pd.DataFrame, metrics: Sequence[str], *, hue: str = "method",
                    style: str | None = None, title: str = "") -> plt.Figure:
-    """Per-epoch curves, one panel per metric (e.g. ``train_loss``, ``val_loss``, ``val_macro_auc``)."""
+    """Per-epoch curves, one panel per metric (e.g. ``train_loss``, ``val_loss``, ``val_macro_auc``).
+
+    Several runs per line (seeds) give the mean and a band from the lowest to the highest
+    run: with 2-5 seeds a range says more than a bootstrap interval, and it draws the same
+    figure every time (seaborn's bootstrap band is random and slow).
+    """
     _check_columns(history, ["epoch", hue, *metrics], "history_curves")
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
     for ax, m in zip(axes.flat, metrics):
         sns.lineplot(data=history, x="epoch", y=m, hue=hue, style=style, ax=ax, marker="o", markersize=3,
-                     errorbar=("ci", 95))
+                     errorbar=("pi", 100))
         ax.set_title(m.replace("_", " "))
         ax.set_ylabel("")
         if ax is not axes.flat[-1] and ax.get_legend() is not None:
