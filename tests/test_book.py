@@ -305,6 +305,13 @@ def test_toy_book_builds_end_to_end_and_a_failing_chapter_keeps_it(toy_layout, m
     (html / "toy.html").unlink()
     assert book.check_html(layout=toy_layout).problems == [
         f"toy: page {html / 'toy.html'} is missing (chapter not executed for profile 'toy')"]
+    # a chapter a partial build left out on purpose (the builder records it) is no problem
+    manifest_path = html / book.MANIFEST
+    manifest = manifest_path.read_text(encoding="utf-8")
+    manifest_path.write_text(json.dumps({**json.loads(manifest), "not_executed": ["toy"]}), encoding="utf-8")
+    partial = book.check_html(layout=toy_layout)
+    assert partial.problems == [] and partial.pages == [] and partial.left_out == ["toy"]
+    manifest_path.write_text(manifest, encoding="utf-8")
     png.write_bytes(original)
     (html / "toy.html").write_text(page, encoding="utf-8")
     assert _tree_digest(html) == before
@@ -340,3 +347,40 @@ def test_leftovers_of_a_killed_build_are_recovered(tmp_path):
     (old / "index.html").write_text("older")
     book.recover_leftovers(layout)
     assert (layout.html_dir / "index.html").read_text() == "old book" and not old.exists()
+
+
+def test_the_kernel_check_accepts_a_linked_environment_and_refuses_another(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from kdmed.book.layout import BookError
+    from kdmed.book.execute import check_kernel
+
+    linked = tmp_path / "linked-bin"
+    linked.symlink_to(Path(sys.executable).parent)
+    other = tmp_path / "other-env" / "bin"
+    other.mkdir(parents=True)
+
+    def spec_running(exe):
+        return lambda self, name: types.SimpleNamespace(argv=[str(exe), "-m", "ipykernel_launcher"],
+                                                        resource_dir=str(tmp_path / "kernel"))
+
+    monkeypatch.setattr(KernelSpecManager, "get_kernel_spec", spec_running(linked / Path(sys.executable).name))
+    check_kernel()
+    monkeypatch.setattr(KernelSpecManager, "get_kernel_spec", spec_running(other / "python"))
+    with pytest.raises(BookError, match="other-env/bin/python, not this environment's"):
+        check_kernel()
+
+
+def test_the_reproduce_command_reads_back_as_the_same_overrides():
+    from kdmed.page import reproduce_command
+    from kdmed.profiles import parse_overrides
+
+    overrides = {"temperature": 2.0, "seeds": (0, 1), "setting": "synthetic", "n_boot": 200, "augment": False}
+    cmd = reproduce_command("smoke", "03_distillation", overrides)
+    assert cmd.startswith("make book PROFILE=smoke CHAPTERS=03_distillation PARAMS=\"") and "\n" not in cmd
+    params = cmd.split('PARAMS="', 1)[1].rstrip('"').split(" ")
+    assert parse_overrides(params)["*"] == {**overrides, "seeds": [0, 1]}
+    assert reproduce_command("smoke", "01_data", {}) == "make book PROFILE=smoke CHAPTERS=01_data"

@@ -58,10 +58,11 @@ def test_every_other_readme_command_runs_as_written(repo, tmp_path):
     commands = [c for c in readme_commands((repo / "README.md").read_text(encoding="utf-8")) if c not in RUN_BY_CI]
     assert any("papermill" in c and " -p " in c for c in commands) and any(" -y " in c for c in commands)
     work = _copy_of(repo, tmp_path / "repo")
+    # the shared .venv's editable install points at this checkout: PYTHONPATH makes the copy's own code run
     env = {**os.environ, "PATH": f"{work / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}",
-           "KDMED_CACHE_DIR": str(tmp_path / "cache")}
+           "KDMED_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(work / "src")}
     env.pop("KDMED_RESULTS_DIR", None)
     for command in commands:
         proc = subprocess.run(command, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=1200)
         assert proc.returncode == 0, f"README command failed: {command}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-    assert (work / "out.ipynb").is_file()
+    assert (work / "out.ipynb").is_file() and (work / "_build" / "html" / "index.html").is_file()

@@ -49,8 +49,12 @@ def reproduce_command(profile: str, chapter: str, overrides: Mapping[str, Any]) 
     """The command that rebuilds ``chapter`` of ``profile`` with ``overrides`` (study parameters)."""
     import yaml
 
-    params = " ".join(f"{k}={yaml.safe_dump(list(v) if isinstance(v, tuple) else v, default_flow_style=True).strip()}"
-                      .replace(" ", "") for k, v in overrides.items())
+    def flow(value: Any) -> str:
+        text = yaml.safe_dump(list(value) if isinstance(value, tuple) else value, default_flow_style=True)
+        # a plain scalar is dumped as a document ("2.0\n...\n"): keep the value, drop the end marker
+        return text.strip().removesuffix("...").strip().replace(" ", "")
+
+    params = " ".join(f"{k}={flow(v)}" for k, v in overrides.items())
     cmd = f"make book PROFILE={profile} CHAPTERS={chapter}"
     return cmd + (f' PARAMS="{params}"' if params else "")
 

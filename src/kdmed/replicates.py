@@ -14,7 +14,6 @@ file is simply not read).
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,7 +22,7 @@ import numpy as np
 #: folder of the cache inside a results store (a dot folder: the store's run listing skips it)
 BOOTSTRAP_DIR = ".bootstrap"
 #: modules whose code decides a replicate's value; their syntax trees are part of every key
-REPLICATE_CODE = ("metrics/bootstrap.py", "metrics/ranking.py", "inference.py", "replicates.py")
+REPLICATE_CODE = ("metrics/bootstrap.py", "metrics/ranking.py", "inference.py")
 
 
 def _code_hash() -> str:
@@ -58,7 +57,7 @@ def cached_replicates(y_true: np.ndarray, patient_ids: np.ndarray, scores: Seque
     returns their replicates in that order; they are written to ``folder`` (one file
     per key, temp file + rename) when ``writable``. ``folder=None`` caches nothing.
     """
-    from kdmed.utils import atomic_write_bytes
+    from kdmed.utils import atomic_path
 
     if folder is None:
         return compute(list(range(len(scores))))
@@ -69,7 +68,7 @@ def cached_replicates(y_true: np.ndarray, patient_ids: np.ndarray, scores: Seque
     for key in keys:
         path = folder / f"{key}.npz"
         try:
-            with np.load(path) as f:
+            with np.load(path, allow_pickle=False) as f:
                 out.append(f["replicates"])
         except (FileNotFoundError, OSError, KeyError, ValueError):  # missing or unreadable: recompute it
             out.append(None)
@@ -78,9 +77,8 @@ def cached_replicates(y_true: np.ndarray, patient_ids: np.ndarray, scores: Seque
         for i, values in zip(missing, compute(missing)):
             out[i] = values
             if writable:
-                buf = io.BytesIO()
-                np.savez(buf, replicates=values)
-                atomic_write_bytes(folder / f"{keys[i]}.npz", buf.getvalue())
+                with atomic_path(folder / f"{keys[i]}.npz") as tmp, open(tmp, "wb") as fh:
+                    np.savez(fh, replicates=values)
     return out  # type: ignore[return-value]
 
 

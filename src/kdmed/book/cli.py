@@ -73,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for problem in report.problems:
                     print(f"  - {problem}", file=sys.stderr)
                 return 1
-            print(f"check-html: {len(report.pages)} page(s) verified")
+            print(f"check-html: {len(report.pages)} page(s) verified"
+                  + (f" (left out of this partial build: {', '.join(report.left_out)})" if report.left_out else ""))
             return 0
         overrides = parse_overrides(args.param)
         only = [c.strip() for c in args.chapters.split(",") if c.strip()] or None

@@ -79,7 +79,8 @@ def check_kernel() -> None:
     exe = spec.argv[0] if spec.argv else ""
     # jupyter_client replaces a bare python/python3/python3.X by sys.executable itself
     bare = {"python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]}
-    if exe not in bare and Path(os.path.abspath(exe)).parent != Path(os.path.abspath(sys.executable)).parent:
+    # the same environment reached through a symlinked folder (e.g. a linked .venv) is this environment
+    if exe not in bare and os.path.realpath(Path(exe).parent) != os.path.realpath(Path(sys.executable).parent):
         raise BookError(
             f"the Jupyter kernel {KERNEL_NAME!r} ({spec.resource_dir}) runs {exe}, not this environment's "
             f"{sys.executable}; reinstall it with `{sys.executable} -m ipykernel install --sys-prefix --name {KERNEL_NAME}`"

@@ -107,6 +107,8 @@ class HtmlReport:
 
     pages: list[str]
     problems: list[str]
+    #: chapters a partial build (``--chapters``) left out of the book on purpose
+    left_out: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -133,7 +135,9 @@ def check_html(build_dir: str | Path | None = None, layout: BookLayout | None = 
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     problems += [f"render warning: {w}" for w in manifest.get("warnings", [])]
     expected = list(chapter_sources(layout)) if layout.toc.is_file() else list(manifest["chapters"])
-    for stem in expected:
+    # a partial build renders the chapters it ran; the builder recorded the others as left out
+    left_out = [stem for stem in expected if stem in manifest.get("not_executed", [])]
+    for stem in (s for s in expected if s not in left_out):
         facts = manifest["chapters"].get(stem)
         page = html_dir / f"{stem}.html"
         if facts is None or not page.is_file():
@@ -165,4 +169,4 @@ def check_html(build_dir: str | Path | None = None, layout: BookLayout | None = 
             problems.append(f"{stem}: the chapter offers {facts['downloads']} download(s) but the page shows none")
         pages.append(f"{page.relative_to(html_dir)}: {len(shown)} notebook PNG(s), "
                      f"{sum('text' in r for r in facts['glue'])} glued value(s), {len(scan.downloads)} download(s)")
-    return HtmlReport(pages, problems)
+    return HtmlReport(pages, problems, left_out)
