@@ -160,6 +160,11 @@ class KDLoss(nn.Module):
     ``s`` are the student logits, ``t`` the teacher logits (detached), ``T`` the
     temperature. The ``T^2`` factor keeps the gradient scale of ``kd`` comparable across
     temperatures (Hinton et al. 2015).
+
+    A teacher of another label space (:mod:`kdmed.labels`) teaches only the shared
+    classes: ``columns=(student_columns, teacher_columns)`` restricts ``kd`` to
+    ``s[:, student_columns]`` against ``t[:, teacher_columns]`` (the mean runs over
+    those ``B x |shared|`` entries), while ``task`` keeps every student class.
     """
 
     def __init__(self, temperature: float, alpha: float, task: str) -> None:
@@ -174,14 +179,20 @@ class KDLoss(nn.Module):
         self.alpha = alpha
         self.task = _check_task(task)
 
-    def components(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
+    def components(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor,
+                   columns: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
         """``{"task": task term, "kd": T^2 * KL (unweighted by alpha), "total": weighted sum}``."""
+        task = task_loss(self.task, student_logits, targets)
+        if columns is not None:
+            if self.task == "multiclass":
+                raise ValueError("KDLoss: a multiclass teacher must predict the student's classes; columns are "
+                                 "only for per-label (Bernoulli) distillation")
+            student_logits, teacher_logits = student_logits[:, columns[0]], teacher_logits[:, columns[1]]
         if teacher_logits.shape != student_logits.shape:
             raise ValueError(
                 f"teacher_logits shape {tuple(teacher_logits.shape)} does not match "
                 f"student_logits shape {tuple(student_logits.shape)}"
             )
-        task = task_loss(self.task, student_logits, targets)
         s = student_logits.to(_compute_dtype(student_logits))
         t = teacher_logits.detach().to(device=s.device, dtype=s.dtype)
         T = self.temperature
@@ -190,8 +201,9 @@ class KDLoss(nn.Module):
         total = (1.0 - self.alpha) * task + self.alpha * kd
         return {"task": task, "kd": kd, "total": total}
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor) -> Tensor:
-        return self.components(student_logits, teacher_logits, targets)["total"]
+    def forward(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor,
+                columns: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        return self.components(student_logits, teacher_logits, targets, columns)["total"]
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, alpha={self.alpha}, task={self.task!r}"

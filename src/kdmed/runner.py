@@ -181,7 +181,9 @@ def load_model_of(cfg: RunConfig, store: ResultStore, device: str = "cpu"):
 def evaluate_on(cfg: RunConfig, store: ResultStore, data: DataSpec, split: str = "test") -> dict[str, Any]:
     """Scores of ``cfg``'s stored model on ``split`` of ``data`` (computed once, then read from the store).
 
-    Returns ``y_true``, ``y_score`` (logits), ``patient_ids``, ``rows``, ``classes`` and ``task``.
+    Outputs and labels are matched by class name (:func:`kdmed.labels.align_classes`): the
+    shared classes are scored, in the data's order. Returns ``y_true``, ``y_score``
+    (logits), ``patient_ids``, ``rows``, ``classes``, ``model_classes``, ``task``, ``alignment``.
     """
     from kdmed.loader import ArrayLoader
     from kdmed.predict import predict
@@ -190,18 +192,21 @@ def evaluate_on(cfg: RunConfig, store: ResultStore, data: DataSpec, split: str =
     if stored is not None:
         return stored
     _check_writable(cfg, store, f"an evaluation on {data.dataset} {split} that is not stored")
+    from kdmed.labels import align_classes, aligned_scores
+
     d = load_split(data, split, progress=False)
-    classes = list(d.dataset.classes)
     result = store.load_result(cfg)
-    if list(result["classes"]) != classes:
-        raise ValueError(f"run {cfg.name!r} predicts {result['classes']} but {data.dataset} {split} has classes "
-                         f"{classes}: its scores cannot be compared with these labels")
+    what = f"run {cfg.name!r} scored on {data.dataset} {split}"
+    align_classes(result["classes"], d.dataset.classes, d.dataset.task, what, result.get("task"))  # before loading
     device = resolve_device(cfg.train.device)
     model, _ = load_model_of(cfg, store, device=device)
     loader = ArrayLoader(d.images, d.labels, batch_size=cfg.train.batch_size, shuffle=False, device=device)
-    scores = {"y_true": d.labels, "y_score": predict(model, loader, amp=cfg.train.amp),
+    y_true, y_score, alignment = aligned_scores(predict(model, loader, amp=cfg.train.amp), result["classes"],
+                                                d.labels, d.dataset.classes, d.dataset.task, what)
+    scores = {"y_true": y_true, "y_score": y_score,
               "patient_ids": np.asarray(d.dataset.patient_ids), "rows": np.asarray(d.dataset.source_rows),
-              "classes": classes, "task": d.dataset.task}
+              "classes": alignment.classes, "model_classes": list(result["classes"]), "task": d.dataset.task,
+              "alignment": alignment.describe()}
     store.write_evaluation(cfg, data, split, scores)
     return store.read_evaluation(cfg, data, split)
 
@@ -228,17 +233,19 @@ def _shared_outputs_key(cfg: RunConfig, store: ResultStore, device: str, world: 
                       "device": device, "numerics": numerics.mode()})
 
 
-def _teacher_model(cfg: RunConfig, store: ResultStore, classes: list[str]):
+def _teacher_model(cfg: RunConfig, store: ResultStore, classes: list[str], task: str):
+    """The frozen teacher of ``cfg`` and, for KD, its classes aligned by name onto the student's (None: no KD)."""
+    from kdmed.labels import align_classes
     from kdmed.models import build_model
 
     if cfg.teacher == "imagenet":
-        return build_model(cfg.teacher_arch, len(classes), init="imagenet")
+        return build_model(cfg.teacher_arch, len(classes), init="imagenet"), None
     teacher_result = store.load_result(cfg.teacher)
-    if STRATEGIES[cfg.strategy][0] and list(teacher_result["classes"]) != list(classes):
-        raise ValueError(
-            f"run {cfg.name!r}: the teacher {cfg.teacher.name!r} predicts {teacher_result['classes']} but the "
-            f"student's classes are {classes}; distillation (kd) needs the same label space (use 'at')"
-        )
+    alignment = None
+    if STRATEGIES[cfg.strategy][0]:
+        alignment = align_classes(teacher_result["classes"], classes, task,
+                                  f"run {cfg.name!r}: distilling the teacher {cfg.teacher.name!r}",
+                                  source_task=teacher_result.get("task"))
     model, meta = load_model_of(cfg.teacher, store)
     if list(meta.get("classes", [])) != list(teacher_result["classes"]):
         raise StaleResultError(
@@ -246,7 +253,7 @@ def _teacher_model(cfg: RunConfig, store: ResultStore, classes: list[str]):
             f"{meta.get('num_classes')} classes {meta.get('classes')} but its result.json lists "
             f"{len(teacher_result['classes'])} classes; the folder is inconsistent: delete it to retrain the teacher"
         )
-    return model
+    return model, alignment
 
 
 def _student_model(cfg: RunConfig, store: ResultStore, classes: list[str]):
@@ -325,7 +332,7 @@ def _train(cfg: RunConfig, out: ResultStore, deps: ResultStore, quiet: bool = Fa
     for dep in (cfg.teacher, cfg.init):
         if isinstance(dep, RunConfig):
             run_one(dep, deps, quiet=quiet)
-    teacher = _teacher_model(cfg, deps, classes) if cfg.teacher is not None else None
+    teacher, kd_alignment = _teacher_model(cfg, deps, classes, task) if cfg.teacher is not None else (None, None)
     if main:
         out.write_config(cfg)
     set_seed(cfg.seed)
@@ -350,7 +357,7 @@ def _train(cfg: RunConfig, out: ResultStore, deps: ResultStore, quiet: bool = Fa
                         temperature=cfg.temperature if kd else None, alpha=cfg.alpha if kd else None,
                         beta=cfg.beta if at else None, at_p=cfg.at_p if at else None,
                         taps=cfg.taps if at else None,
-                        shared_outputs_key=_shared_outputs_key(cfg, out, device, world))
+                        shared_outputs_key=_shared_outputs_key(cfg, out, device, world), kd_alignment=kd_alignment)
     trainer = Trainer(model, strategy, ts, device=device, checkpoint_path=out.run_dir(cfg) / "last.pt",
                       fingerprint=f"{key}:{out.code.fingerprint}", callbacks=callbacks, quiet=quiet)
     try:

@@ -280,7 +280,7 @@ class ResultStore:
         if info.get("code", {}).get("fingerprint") != self.code.fingerprint or info.get("split") != split_key(data, split):
             return None
         return {**_read_npz(arrays), "classes": info["classes"], "task": info["task"],
-                "model_classes": info.get("model_classes", info["classes"])}
+                "model_classes": info.get("model_classes", info["classes"]), "alignment": info.get("alignment")}
 
     def write_evaluation(self, cfg: RunConfig, data: DataSpec, split: str, scores: Mapping[str, Any]) -> None:
         arrays, meta = self.evaluation_paths(cfg, data, split)
@@ -288,6 +288,7 @@ class ResultStore:
         atomic_write_json(meta, {"run": run_key(cfg), "name": cfg.name, "split": split_key(data, split),
                                  "dataset": data.dataset, "classes": list(scores["classes"]), "task": scores["task"],
                                  "model_classes": list(scores.get("model_classes", scores["classes"])),
+                                 "alignment": scores.get("alignment"),
                                  "code": {"fingerprint": self.code.fingerprint}})
 
     # ------------------------------------------------------------------ overview

@@ -89,7 +89,10 @@ class Strategy:
     architecture :func:`kdmed.models.build_model` recorded on the module);
     ``temperature``/``alpha`` (KD), ``beta``/``at_p`` (AT); ``taps`` (student taps for
     AT, default all four stages); ``shared_outputs_key`` (the teacher's outputs in the
-    shared disk cache, :mod:`kdmed.teacher_views`; None: this process only). The loss settings are required by the terms that use
+    shared disk cache, :mod:`kdmed.teacher_views`; None: this process only);
+    ``kd_alignment`` (a :class:`kdmed.labels.ClassAlignment` of the teacher's classes
+    onto the student's: KD then distils the shared classes only; None: the same label
+    space). The loss settings are required by the terms that use
     them and have no default here: they come from the run's configuration.
 
     Call :meth:`prepare` with the training loader before the first :meth:`step`.
@@ -109,6 +112,7 @@ class Strategy:
         at_p: float | None = None,
         taps: Iterable[str] | None = None,
         shared_outputs_key: str | None = None,
+        kd_alignment: Any = None,
     ) -> None:
         self.name = check_strategy(name)
         self.uses_kd, self.uses_at = STRATEGIES[name]
@@ -137,6 +141,8 @@ class Strategy:
         self._student_taps: tuple[nn.Module, FeatureTaps] | None = None
         self._checked_maps = False
         self.shared_outputs_key = shared_outputs_key
+        self.kd_alignment = None if kd_alignment is None or kd_alignment.identity else kd_alignment
+        self._kd_columns: tuple[Tensor, Tensor] | None = None
         self._views: Any = None  # kdmed.teacher_views.TeacherViews, made by prepare()
         self._loader: Any = None
         self._amp = False
@@ -256,7 +262,7 @@ class Strategy:
             t_logits, t_maps = self.teacher_outputs(batch)
         terms: dict[str, Tensor] = {}
         if self.uses_kd:
-            parts = self.kd_loss.components(logits, t_logits, batch.y)
+            parts = self.kd_loss.components(logits, t_logits, batch.y, self._columns(logits.device))
             terms["task"], terms["kd"] = parts["task"], parts["kd"]
             total = parts["total"]
         else:
@@ -268,6 +274,14 @@ class Strategy:
             total = total + terms["at"]
         terms = {k: v.detach() for k, v in terms.items()}
         return (total, terms, logits) if return_logits else (total, terms)
+
+    def _columns(self, device: torch.device) -> tuple[Tensor, Tensor] | None:
+        if self.kd_alignment is None:
+            return None
+        if self._kd_columns is None or self._kd_columns[0].device != device:
+            a = self.kd_alignment
+            self._kd_columns = (torch.tensor(a.target_index, device=device), torch.tensor(a.source_index, device=device))
+        return self._kd_columns
 
     def _warn_single_pixel_maps(self, s_maps: list[Tensor], t_maps: list[Tensor]) -> None:
         import warnings
@@ -294,6 +308,8 @@ class Strategy:
                        teacher_taps=self.teacher_taps)
         if self.teacher is not None:
             out["teacher_arch"] = self.teacher_arch
+        if self.kd_alignment is not None:
+            out["kd_classes"] = self.kd_alignment.describe()
         return out
 
     def teacher_pass_counts(self) -> dict[str, int]:
