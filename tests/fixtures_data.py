@@ -212,8 +212,8 @@ def make_medmnist_root(
     ChestMNIST: images ``[N, s, s]`` uint8, labels ``[N, 14]`` of 0/1; RetinaMNIST: images
     ``[N, s, s, 3]``, labels ``[N, 1]`` of 0..4. The same labels are written for every size.
     """
-    if flag not in ("chestmnist", "retinamnist"):
-        raise ValueError(f"flag must be 'chestmnist' or 'retinamnist', got {flag!r}")
+    if flag not in ("chestmnist", "retinamnist", "pneumoniamnist"):
+        raise ValueError(f"flag must be 'chestmnist', 'retinamnist' or 'pneumoniamnist', got {flag!r}")
     rng = np.random.default_rng(seed)
     root = Path(tmp_path) / "medmnist_root"
     root.mkdir(parents=True, exist_ok=True)
@@ -221,12 +221,14 @@ def make_medmnist_root(
     for split, count in zip(("train", "val", "test"), n):
         if flag == "chestmnist":
             labels[split] = (rng.random((count, 14)) < 0.3).astype(np.uint8)
+        elif flag == "pneumoniamnist":
+            labels[split] = (np.arange(count) % 2).astype(np.uint8)[:, None]
         else:
             labels[split] = (np.arange(count) % 5).astype(np.uint8)[:, None]
     for size in sizes:
         arrays = {}
         for split, count in zip(("train", "val", "test"), n):
-            channels = 1 if flag == "chestmnist" else 3
+            channels = 3 if flag == "retinamnist" else 1
             arrays[f"{split}_images"] = np.stack([_pixels(rng, (size, size), channels) for _ in range(count)])
             arrays[f"{split}_labels"] = labels[split]
         name = f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"

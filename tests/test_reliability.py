@@ -81,7 +81,7 @@ def _build_refused(tmp_path, match, **kw):
 
 @case
 def unknown_profile(tmp_path):
-    _build_refused(tmp_path, r"unknown profile 'nope': .*nope\.yml does not exist; known profiles: default, full, gpu, smoke",
+    _build_refused(tmp_path, r"unknown profile 'nope': .*nope\.yml does not exist; known profiles: default, full, gpu, medmnist, realformat, smoke",
                    profile="nope")
 
 

@@ -83,8 +83,10 @@ def teachers(study: Study) -> Grid:
             labels.append({"role": "teacher", "pool": pool, "seed": seed})
     for role in TRANSFER_INITS:
         for seed in study.teacher_seeds:
-            configs.append(study.init(role, seed))
-            labels.append({"role": f"{role} init", "pool": study.init_pool_n, "seed": seed})
+            init = study.init(role, seed)
+            if isinstance(init, RunConfig):  # an ImageNet init is torchvision's weights: nothing to train
+                configs.append(init)
+                labels.append({"role": f"{role} init", "pool": study.init_pool_n, "seed": seed})
     return Grid(configs, labels)
 
 
@@ -102,18 +104,30 @@ def strength_sweep(study: Study) -> Grid:
     return Grid(configs, labels)
 
 
+def domain_roles(study: Study) -> dict[str, str]:
+    """The cross-domain chapter's teacher domains this setting has data for: role -> label."""
+    if not study.real_data:
+        return {r: lab for r, lab in DOMAINS.items() if study.has_role(r)}
+    return {r: f"{study.role_dataset(r)} ({'chest, another institution' if r != 'far' else 'fundus, DR grades'})"
+            for r in DOMAINS if study.has_role(r)}
+
+
 def cross_domain(study: Study) -> Grid:
-    """Per teacher domain: transfer from it, kd from it (same label space only), at from it (the sweep's seeds)."""
+    """Per teacher domain with data: transfer from it, kd from it (shared findings only), at from it.
+
+    Fine-tuning from the far domain uses the far domain's network (not an ImageNet
+    init): the chapter compares the ways of using one network.
+    """
     configs, labels = [], []
     for seed in study.sweep_seeds:
-        for role, label in DOMAINS.items():
+        for role, label in domain_roles(study).items():
             # the headline inits alternate with the seed; another institution's network is one
             pair = study.paired_seed(seed) if role in TRANSFER_INITS else study.teacher_seeds[0]
             teacher = study.domain_teacher(role, pair)
-            arms = ["transfer", "kd", "at"] if study.same_label_space(role) else ["transfer", "at"]
+            arms = ["transfer", "kd", "at"] if study.can_distil(role) else ["transfer", "at"]
             for name in arms:
                 arm = f"transfer@{role}" if name == "transfer" else name
-                init = study.init(role, pair) if name == "transfer" else None
+                init = study.domain_init(role, pair) if name == "transfer" else None
                 configs.append(study.student(arm, study.target_n, seed, teacher=None if name == "transfer" else teacher,
                                              init=init, label=f"{name}[from {role},n={study.target_n},seed={seed}]"))
                 labels.append({"domain": label, "role": role, "method": name, "seed": seed})

@@ -39,6 +39,7 @@ PRESENTATION = (
     "kdmed.profiles",
     "kdmed.progress",
     "kdmed.replicates",  # a cache of bootstrap replicates for the book; no run reads it
+    "kdmed.roles",
     "kdmed.study",
 )
 

@@ -32,13 +32,24 @@ The design (what each knob means is in the field comments):
 
 Settings (``Study.setting``) decide which data plays each role:
 
-================  ==========================  ======================  ===================  ================
-setting           target (student)            teacher pool            near init            far init
-================  ==========================  ======================  ===================  ================
-``synthetic``     synthetic chest inst. C     inst. C, pool part      inst. A (NIH-like)   synthetic fundus
-``chexpert``      CheXpert, target part       CheXpert, pool part     NIH ChestX-ray14     DR fundus set
-``chestxray8``    NIH ChestX-ray8, target     NIH, pool part          CheXpert             DR fundus set
-================  ==========================  ======================  ===================  ================
+================  ==========================  ======================  ===================  ==================  ================
+setting           target (student)            teacher pool            near init            other chest         far domain
+================  ==========================  ======================  ===================  ==================  ================
+``synthetic``     synthetic chest inst. C     inst. C, pool part      inst. A (NIH-like)   inst. B             synthetic fundus
+``chexpert``      CheXpert, target part       CheXpert, pool part     NIH ChestX-ray14     not run             DR fundus set
+``chestxray8``    NIH ChestX-ray8, target     NIH, pool part          CheXpert             not run             DR fundus set
+``medmnist``      ChestMNIST, target part     ChestMNIST, pool part   PneumoniaMNIST       not run             RetinaMNIST
+================  ==========================  ======================  ===================  ==================  ================
+
+A role without a dataset of its own is **not run** (never filled with another
+role's data: the cross-domain rows would count one network twice). ``far_init``
+decides what the far *init* is: ``fundus`` (a network trained on the far domain's
+images) or ``imagenet`` (torchvision's ImageNet weights from the local torch hub
+cache, as the authors; densenet121/resnet18 only). The far *teacher* of the
+cross-domain chapter is always a network of the far domain.
+
+Outputs and labels are matched by class name (:mod:`kdmed.labels`): a chest network
+of another label space is scored, and distils, over the findings both share.
 """
 
 from __future__ import annotations
@@ -54,10 +65,11 @@ import pandas as pd
 from kdmed.config import DataSpec, RunConfig, TrainSpec
 from kdmed.methods import method
 from kdmed.profiles import ParameterTypeError, coerce
+from kdmed.roles import ROOTS, SETTINGS, role_dataset, role_domain
 from kdmed.store import ResultStore
 from kdmed.utils import repo_root
 
-SETTINGS = ("synthetic", "chexpert", "chestxray8")
+FAR_INITS = ("fundus", "imagenet")
 #: the two transfer-learning initialisations
 TRANSFER_INITS = {"near": "another chest institution (NIH-like)", "far": "a distant domain (fundus photographs, the stand-in for ImageNet)"}
 #: every domain a network can be pre-trained on for a student (the cross-domain chapter adds a third chest source)
@@ -140,16 +152,22 @@ class Study:
     grid_seeds: tuple[int, ...]
     device: str
     dr_dataset: str
+    #: the far init: "fundus" (trained on the far domain) or "imagenet" (torchvision weights, local file)
+    far_init: str
     #: bootstrap resamples of the confidence intervals (seeds, then patients)
     n_boot: int
     #: where the real datasets lie on this machine (only the real settings use them)
     chexpert_root: str | None = None
     nih_root: str | None = None
     dr_root: str | None = None
+    #: the folder of MedMNIST's chestmnist_<size>.npz, pneumoniamnist_<size>.npz, retinamnist_<size>.npz
+    medmnist_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.setting not in SETTINGS:
             raise StudyError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
+        if self.far_init not in FAR_INITS:
+            raise StudyError(f"far_init must be one of {FAR_INITS}, got {self.far_init!r}")
         for name in ("target_sizes", "seeds", "curve_seeds", "sweep_seeds", "teacher_seeds", "teacher_pool_sizes",
                      "grid_seeds", "temperatures", "alphas", "at_taps"):
             if not getattr(self, name):
@@ -224,23 +242,40 @@ class Study:
 
     def missing_roots(self) -> list[str]:
         """Root parameters this setting needs that are unset or point nowhere (for a clear error)."""
-        need = {"synthetic": [], "chexpert": ["chexpert_root", "nih_root", "dr_root"],
-                "chestxray8": ["nih_root", "chexpert_root", "dr_root"]}[self.setting]
-        return [f"{n} = {getattr(self, n)!r}" for n in need if not getattr(self, n) or not Path(getattr(self, n)).exists()]
+        return [f"{n} = {getattr(self, n)!r}" for n in ROOTS[self.setting]
+                if not getattr(self, n) or not Path(getattr(self, n)).exists()]
+
+    @property
+    def real_data(self) -> bool:
+        """Whether this study reads real images (every setting but ``synthetic``)."""
+        return self.setting != "synthetic"
+
+    def has_role(self, role: str) -> bool:
+        """Whether this setting has a dataset of its own for ``role`` (a role without one is not run)."""
+        return role != "other-chest" or self.setting == "synthetic"
+
+    def role_dataset(self, role: str) -> str:
+        """The dataset that plays ``role`` (for tables and prose), or "not run"."""
+        return role_dataset(self.setting, role, self.dr_dataset)
 
     def _domain(self, role: str) -> dict[str, Any]:
         """Dataset, root and options of a role: "target", "near", "far" or "other-chest"."""
-        if self.setting == "synthetic":
-            return {"target": dict(dataset="synthetic-chest", options={"institution": "C"}),
-                    "near": dict(dataset="synthetic-chest", options={"institution": "A"}),
-                    "other-chest": dict(dataset="synthetic-chest", options={"institution": "B"}),
-                    "far": dict(dataset="synthetic-fundus", options={"task": "grade"})}[role]
-        chexpert = dict(dataset="chexpert", root=self._require("chexpert_root"))
-        nih = dict(dataset="nih", root=self._require("nih_root"),
-                   options={"labels": "chestxray8" if self.setting == "chestxray8" else "chestxray14"})
-        target, other = (chexpert, nih) if self.setting == "chexpert" else (nih, chexpert)
-        far = dict(dataset=self.dr_dataset, root=self._require("dr_root"), options={"task": "grade"})
-        return {"target": target, "near": other, "other-chest": other, "far": far}[role]
+        if not self.has_role(role):
+            raise StudyError(f"setting {self.setting!r} has no dataset for the role {role!r} (only the synthetic "
+                             "setting has a third chest institution): it is not run")
+        return role_domain(self.setting, role, self._require, self.dr_dataset)
+
+    def data_roles(self) -> dict[str, DataSpec]:
+        """The data each role trains on, labelled with its dataset (roles without data are left out)."""
+        target = self.role_dataset("target")
+        roles = {f"target ({target})": self.target_data(),
+                 f"teacher pool ({target})": self.teacher(self.teacher_pool_n).data,
+                 f"near init ({self.role_dataset('near')})": self.domain_init("near").data}
+        if self.has_role("other-chest"):
+            roles[f"other chest ({self.role_dataset('other-chest')})"] = self.domain_init("other-chest").data
+        far = "far init" if not self._imagenet("far") else "far-domain teacher"
+        roles[f"{far} ({self.role_dataset('far')})"] = self.domain_init("far").data
+        return roles
 
     def _data(self, role: str, train_n: int, subset_seed: int, part: str | None) -> DataSpec:
         return DataSpec(**self._domain(role), image_size=self.image_size, train_n=train_n, val_n=self.val_n,
@@ -250,9 +285,9 @@ class Study:
         """A small target subset: ``train_n`` images (whole patients) of the target part; fixed val/test."""
         return self._data("target", self.target_n if train_n is None else train_n, subset_seed, "target")
 
-    def same_label_space(self, role: str) -> bool:
-        """Whether a network trained for ``role`` predicts the target's classes (soft targets need it)."""
-        return role == "target" or (self.setting == "synthetic" and role != "far")
+    def can_distil(self, role: str) -> bool:
+        """Whether a network of ``role`` shares findings with the target (soft targets need them): the chest roles."""
+        return role != "far"
 
     # ------------------------------------------------------------------ runs
     def train_spec(self, teacher: bool = False) -> TrainSpec:
@@ -277,12 +312,24 @@ class Study:
         architecture is the student's: one network, used both ways.
         """
         if role in TRANSFER_INITS and self.teacher_arch == self.student_arch:
-            return self.init(role, seed)
+            return self.domain_init(role, seed)
         return RunConfig(name=f"teacher[{role},seed={seed}]", data=self._data(role, self.init_pool_n, seed, None),
                          arch=self.teacher_arch, strategy="scratch", train=self.train_spec(teacher=True), seed=seed)
 
-    def init(self, role: str, seed: int = 0) -> RunConfig:
-        """A transfer-learning initialisation: the student's arch trained on the ``role`` domain."""
+    def _imagenet(self, role: str) -> bool:
+        return role == "far" and self.far_init == "imagenet"
+
+    def init(self, role: str, seed: int = 0) -> RunConfig | str:
+        """A transfer-learning initialisation: the student's arch trained on the ``role`` domain.
+
+        The far init is ``"imagenet"`` (torchvision's weights, no run) when ``far_init`` says so.
+        """
+        if self._imagenet(role):
+            return "imagenet"
+        return self.domain_init(role, seed)
+
+    def domain_init(self, role: str, seed: int = 0) -> RunConfig:
+        """The student's arch trained on the ``role`` domain's images (whatever ``far_init`` says)."""
         if role not in INIT_ROLES:
             raise ValueError(f"unknown init {role!r}; expected one of {', '.join(INIT_ROLES)}")
         return RunConfig(name=f"init[{role},seed={seed}]", data=self._data(role, self.init_pool_n, seed, None),
@@ -349,7 +396,8 @@ class Study:
     def describe(self) -> dict[str, Any]:
         """What produced a chapter (for its opening box)."""
         data = "synthetic (generated offline; NOT real patients)" if self.setting == "synthetic" else \
-            f"real ({self.setting})"
+            f"real ({self.setting}: target {self.role_dataset('target')}, near init {self.role_dataset('near')}, " \
+            f"far domain {self.role_dataset('far')})"
         ratio = self.teacher_pool_n / self.target_n
         return {
             "profile": self.profile,
@@ -360,7 +408,8 @@ class Study:
                        f"{len(self.teacher_seeds)} seeds",
             "target subset": f"{self.target_n:,} images, {len(self.seeds)} seeds "
                              f"(learning curve {', '.join(map(str, self.target_sizes))})",
-            "inits": f"near and far, {self.init_pool_n:,} images each",
+            "inits": f"near and far, {self.init_pool_n:,} images each"
+                     + ("; the far init is torchvision's ImageNet weights" if self._imagenet("far") else ""),
             "training": f"until validation AUC stops improving for {self.patience} epochs (cap {self.epochs}; "
                         f"teachers {self.teacher_patience} / {self.teacher_epochs}), Adam lr {self.lr:g}, "
                         f"batch {self.batch_size}",

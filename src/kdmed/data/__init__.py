@@ -38,6 +38,7 @@ DATASETS: dict[str, str] = {
     "aptos": "kdmed.data.retina:APTOS",
     "medmnist-chest": "kdmed.data.medmnist:ChestMNIST",
     "medmnist-retina": "kdmed.data.medmnist:RetinaMNIST",
+    "medmnist-pneumonia": "kdmed.data.medmnist:PneumoniaMNIST",
     "synthetic-chest": "kdmed.data.synthetic.chest:SyntheticChest",
     "synthetic-fundus": "kdmed.data.synthetic.fundus:SyntheticFundus",
 }

@@ -213,3 +213,26 @@ class RetinaMNIST(_MedMNIST):
             r = int(np.flatnonzero(bad)[0])
             raise self._bad_label(key, r, raw[r, 0].item(), "a grade 0..4")
         return grade_labels(raw[:, 0].astype(np.int64), "grade")
+
+
+class PneumoniaMNIST(_MedMNIST):
+    """MedMNIST PneumoniaMNIST: paediatric chest radiographs (Guangzhou), pneumonia vs normal, grey.
+
+    Another institution and population than ChestMNIST's NIH images, sharing the
+    finding "Pneumonia" with it. Files ``pneumoniamnist.npz`` (28 px),
+    ``pneumoniamnist_64.npz``, ``_128``, ``_224``; images ``[N, s, s]``, labels ``[N, 1]``
+    of 0/1. See :class:`_MedMNIST` for file choice, splits and patient ids.
+    """
+
+    name = "medmnist-pneumonia"
+    flag = "pneumoniamnist"
+    channels = 1
+
+    def _labels(self, raw: np.ndarray, key: str):
+        if raw.ndim != 2 or raw.shape[1] != 1:
+            raise self._bad_shape(key, raw, "[N, 1]")
+        bad = ~np.isin(raw[:, 0], (0, 1))
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            raise self._bad_label(key, r, raw[r, 0].item(), "0 (normal) or 1 (pneumonia)")
+        return raw.astype(np.float32), ["Pneumonia"], "binary"
