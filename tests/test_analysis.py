@@ -60,6 +60,9 @@ def test_arm_and_contrast_tables_match_the_per_seed_aucs(world):
     study, store, head = world
     scores, test = analysis.grouped_scores(store, head)
     bs = analysis.bootstrap(study, scores, test)
+    assert test["classes"] == ["a", "b", "c"]  # the test split's class names reach the bootstrap
+    assert bs.classes_used == ["a", "b", "c"] and analysis.excluded_classes_sentence(bs) == (
+        "All 3 classes have at least 5 positive and 5 negative test images and enter every macro-AUC.")
     arms = analysis.arm_table(bs, ["kd", "transfer@near"])
     kd = [store.load_result(c)["metrics"]["macro_auc"] for c in head.select(arm="kd").configs]
     assert arms.loc["kd", "macro-AUC"] == pytest.approx(np.mean(kd), abs=1e-9)
@@ -68,6 +71,27 @@ def test_arm_and_contrast_tables_match_the_per_seed_aucs(world):
     assert gains.loc["kd − transfer (near)", "gain (AUC points)"] == pytest.approx(100 * np.mean(np.subtract(kd, near)))
     assert (gains["p (Holm)"] >= gains["p"] - 1e-12).all()
     assert set(gains["verdict"]) <= {"holds on the stand-in", "opposite on the stand-in", "unresolved on the stand-in"}
+
+
+def test_excluded_classes_sentence_names_what_every_macro_auc_leaves_out():
+    from kdmed import inference
+
+    y = np.zeros((40, 4), dtype=np.float32)
+    y[:20, 0] = 1
+    y[:1, 1] = 1  # Fracture: 1 positive
+    y[10:30, 2] = 1
+    patients = np.arange(40).astype(str)  # Pleural Other (column 3): no positive
+    scores = {"a": [y + np.random.default_rng(0).normal(size=y.shape)]}
+    bs = inference.auc_bootstrap(y, patients, scores, n_boot=5,
+                                 classes=["Edema", "Fracture", "Effusion", "Pleural Other"])
+    assert analysis.excluded_classes_sentence(bs) == (
+        "2 classes have fewer than 5 positive or negative test images and are left out of every macro-AUC: "
+        "Fracture (1 positive), Pleural Other (0 positives).")
+    one = inference.auc_bootstrap(y[:, :2], patients, {"a": [s[:, :2] for s in scores["a"]]}, n_boot=5,
+                                  classes=["Edema", "Fracture"])
+    assert analysis.excluded_classes_sentence(one) == (
+        "1 class has fewer than 5 positive or negative test images and is left out of every macro-AUC: "
+        "Fracture (1 positive).")
 
 
 def test_training_summary_finds_capped_runs_and_convergence(world, tmp_path):

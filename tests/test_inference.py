@@ -123,3 +123,100 @@ def test_arms_need_the_same_seeds():
     scores["b"] = scores["b"][:2]
     with pytest.raises(ValueError, match="same number of seeds"):
         inference.auc_bootstrap(y, patients, scores, n_boot=5)
+
+
+# ----------------------------------------------------------------------------- the fixed class set of the macro-AUC
+def _small_case(seed: int = 0):
+    """30 patients (1-3 images); class "rare" has exactly 5 positives, all on two patients; "tiny" has 2."""
+    rng = np.random.default_rng(seed)
+    per = np.array([3, 2] + list(rng.integers(1, 4, 28)))
+    patients = np.repeat(np.arange(30), per).astype(str)
+    n = len(patients)
+    y = np.zeros((n, 4), dtype=np.float32)
+    y[:5, 0] = 1  # rare: the 5 images of patients 0 and 1
+    y[:, 1] = rng.random(n) < 0.4  # common
+    y[rng.choice(np.arange(5, n), 2, replace=False), 2] = 1  # tiny: 2 positives -> excluded
+    y[:, 3] = rng.random(n) < 0.5  # common, with some unknown labels
+    y[rng.choice(n, 6, replace=False), 3] = np.nan
+    # the scores of unknown labels are still finite numbers
+    scores = {arm: [np.nan_to_num(y + rng.normal(0, q, y.shape), nan=rng.normal()) for _ in range(2)]
+              for arm, q in (("a", 0.8), ("b", 1.2))}
+    return y, patients, scores, ["rare", "common", "tiny", "other"]
+
+
+def _sk_auc(y, s):
+    known = ~np.isnan(y)
+    y, s = y[known], s[known]
+    return roc_auc_score(y, s) if 0 < y.sum() < len(y) else np.nan
+
+
+def test_fixed_classes_keeps_classes_with_five_known_positives_and_negatives():
+    y = np.zeros((20, 4))
+    y[:5, 0] = 1  # kept: 5 positives, 15 negatives
+    y[:4, 1] = 1  # 4 positives
+    y[:5, 2] = 1
+    y[4, 2] = np.nan  # 5 ones but one unknown: 4 known positives
+    y[:, 3] = 1
+    y[:3, 3] = 0  # 3 negatives
+    kept, excluded = inference.fixed_classes(y, ["a", "b", "c", "d"])
+    assert kept.tolist() == [0]
+    assert excluded == ["b (4 positives)", "c (4 positives)", "d (3 negatives)"]
+    assert inference.MIN_CLASS_COUNT == 5
+    kept, excluded = inference.fixed_classes(np.zeros(10))  # one column, named "0"
+    assert kept.tolist() == [] and excluded == ["0 (0 positives)"]
+
+
+def test_a_class_with_two_positives_is_excluded_and_the_point_is_the_sklearn_mean_over_the_kept():
+    y, patients, scores, names = _small_case()
+    bs = inference.auc_bootstrap(y, patients, scores, n_boot=50, classes=names)
+    assert bs.classes_used == ["rare", "common", "other"] and bs.classes_excluded == ["tiny (2 positives)"]
+    kept = [0, 1, 3]
+    for arm in scores:
+        expected = [np.mean([_sk_auc(y[:, j], s[:, j]) for j in kept]) for s in scores[arm]]
+        np.testing.assert_allclose(bs.point[arm], expected, rtol=0, atol=1e-12)
+    expected = 100 * np.mean([np.mean([_sk_auc(y[:, j], a[:, j]) - _sk_auc(y[:, j], b[:, j]) for j in kept])
+                              for a, b in zip(scores["a"], scores["b"])])
+    assert inference.contrast(bs, "a", "b")["estimate"] == pytest.approx(expected, abs=1e-9)
+    # without names the columns are numbered
+    assert inference.auc_bootstrap(y, patients, scores, n_boot=5).classes_excluded == ["2 (2 positives)"]
+
+
+def test_every_replicate_averages_over_the_same_classes_or_is_nan():
+    from kdmed.metrics import macro_auc
+    from kdmed.metrics.bootstrap import resample_weights
+
+    y, patients, scores, names = _small_case(seed=1)
+    n_boot, seed = 300, 4
+    bs = inference.auc_bootstrap(y, patients, scores, n_boot=n_boot, seed=seed, classes=names)
+    assert bs.classes_used == ["rare", "common", "other"]
+    kept = [0, 1, 3]
+    (weights,) = list(resample_weights(len(y), n_boot, patients, seed, False))  # one block at this size
+    n_nan = 0
+    for r, counts in enumerate(weights.astype(np.int64)):
+        idx = np.repeat(np.arange(len(y)), counts)  # the replicate's sample, rebuilt from its draw counts
+        for arm in scores:
+            for i, s in enumerate(scores[arm]):
+                per_class = [_sk_auc(y[idx, j], s[idx, j]) for j in kept]
+                got = bs.boot[arm][i, r]
+                if np.isnan(per_class).any():  # a kept class without a positive drawn: no macro over fewer
+                    assert np.isnan(got)
+                    n_nan += 1
+                    assert np.isfinite(macro_auc(y[idx][:, kept], s[idx][:, kept]))  # what the old macro gave
+                else:
+                    assert got == pytest.approx(np.mean(per_class), abs=1e-9)
+    assert n_nan > 0  # patients 0 and 1 (every "rare" positive) are missed by some replicates
+    # the summaries drop those replicates and say how many they used
+    c = inference.contrast(bs, "a", "b")
+    finite = np.isfinite(bs.mean_over_seeds(bs.boot["a"] - bs.boot["b"]))
+    assert c["n_boot"] == int(finite.sum()) < n_boot
+
+
+def test_no_class_kept_raises_naming_the_counts():
+    y = np.zeros((12, 2), dtype=np.float32)
+    y[:2, 0] = 1
+    y[:, 1] = 1
+    y[0, 1] = 0
+    patients = np.arange(12).astype(str)
+    scores = {"a": [np.random.default_rng(0).normal(size=y.shape)]}
+    with pytest.raises(ValueError, match=r"Fracture \(2 positives\), Pleural Other \(1 negative\)"):
+        inference.auc_bootstrap(y, patients, scores, n_boot=5, classes=["Fracture", "Pleural Other"])

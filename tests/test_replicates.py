@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kdmed import inference
-from kdmed.metrics import macro_auc
+from kdmed.metrics import per_class_auc
 from kdmed.metrics.bootstrap import bootstrap_values
 from kdmed.replicates import cached_replicates, replicate_key
 
@@ -28,9 +28,10 @@ def test_cached_bootstrap_equals_the_uncached_one_bitwise(tmp_path):
             np.testing.assert_array_equal(bs.boot[arm], plain.boot[arm])
             np.testing.assert_array_equal(bs.point[arm], plain.point[arm])
         np.testing.assert_array_equal(bs.seed_draws, plain.seed_draws)
-    # the independent reference: every array scored together on the same resamples
-    together = bootstrap_values([(macro_auc, Y, s) for arm in SCORES for s in SCORES[arm]], N, 64, PATIENTS, 5, False)
-    np.testing.assert_array_equal(np.stack(together[:3]), plain.boot["a"])
+    # the independent reference: every array scored together on the same resamples, the mean over all K classes
+    together = bootstrap_values([(per_class_auc, Y, s) for arm in SCORES for s in SCORES[arm]], N, 64, PATIENTS, 5,
+                                False)
+    np.testing.assert_allclose(np.stack([v.mean(axis=1) for v in together[:3]]), plain.boot["a"], rtol=0, atol=1e-12)
 
 
 def test_an_arm_scored_alone_reads_what_was_stored_with_others(tmp_path):
@@ -60,12 +61,29 @@ def test_stored_replicates_are_not_recomputed_and_read_only_writes_nothing(tmp_p
     assert not list(tmp_path.glob("*.tmp"))
 
 
-@pytest.mark.parametrize("change", ["score", "labels", "patients", "n_boot", "seed", "code"])
+@pytest.mark.parametrize("change", ["score", "labels", "patients", "n_boot", "seed", "code", "metric"])
 def test_the_key_changes_with_every_input(change):
-    args = dict(y_true=Y, patient_ids=PATIENTS, score=SCORES["a"][0], n_boot=100, seed=0, code="x")
+    args = dict(y_true=Y, patient_ids=PATIENTS, score=SCORES["a"][0], n_boot=100, seed=0, code="x",
+                metric=inference.METRIC_ID)
     base = replicate_key(**args)
     assert replicate_key(**{**args, "score": SCORES["a"][0].copy()}) == base
     changed = {"score": SCORES["a"][1], "labels": 1 - Y, "patients": np.roll(PATIENTS, 1), "n_boot": 101,
-               "seed": 1, "code": "y"}[change]
+               "seed": 1, "code": "y", "metric": "macro over the defined classes"}[change]
     key = {"labels": "y_true", "patients": "patient_ids"}.get(change, change)
     assert replicate_key(**{**args, key: changed}) != base
+
+
+def test_replicates_stored_under_another_metric_are_not_read(tmp_path):
+    """A file written under the old key (no metric identity: the skipping macro) is never reused."""
+    from kdmed.replicates import _code_hash
+
+    score = SCORES["a"][0]
+    stale = replicate_key(Y, PATIENTS, score, 16, 0, _code_hash())  # the key without a metric identity
+    np.savez(tmp_path / f"{stale}.npz", replicates=np.full(16, 0.123))
+    bs = inference.auc_bootstrap(Y, PATIENTS, {"a": [score]}, 16, seed=0, cache=tmp_path)
+    assert not np.any(bs.boot["a"] == 0.123)
+    np.testing.assert_array_equal(bs.boot["a"], inference.auc_bootstrap(Y, PATIENTS, {"a": [score]}, 16).boot["a"])
+    assert len(list(tmp_path.glob("*.npz"))) == 2  # the stale file plus the new key's
+    # the kept columns are part of the identity: the same inputs over other classes get another key
+    over = [f"{inference.METRIC_ID}|columns {c}" for c in ([0, 1, 2], [0, 2])]
+    assert len({replicate_key(Y, PATIENTS, score, 16, 0, "x", m) for m in over}) == 2

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from kdmed import inference
-from kdmed.experiments import DOMAINS, Grid
+from kdmed.experiments import Grid, domain_roles
 from kdmed.metrics import evaluate, macro_auc, mean_ci
 from kdmed.store import ResultStore
 from kdmed.study import CONTRASTS, Study
@@ -36,20 +36,27 @@ def grouped_scores(store: ResultStore, grid: Grid, by: str = "arm", order: str =
     """Test-set scores of ``grid``'s runs, grouped by label ``by`` and sorted by ``order``, plus the test set.
 
     Every run must have been tested on the same images (same rows, labels, patients).
+    The test set holds ``y_true``, ``patient_ids``, ``rows`` and, when the first run's
+    result names them, its ``classes`` (the columns of ``y_true``).
     """
     groups: dict[str, list[tuple[Any, np.ndarray]]] = {}
     reference = None
+    classes = None
     for cfg, lab in grid:
         s = store.load_scores(cfg)
         if reference is None:
             reference = s
+            classes = store.load_result(cfg).get("classes")
         elif not np.array_equal(reference["rows"], s["rows"]):
             raise AnalysisError(f"run {cfg.name!r} was tested on other images than {grid.configs[0].name!r}")
         groups.setdefault(str(lab[by]), []).append((lab[order], s["y_score"]))
     if reference is None:
         raise AnalysisError("the grid holds no run")
     scores = {k: [v for _, v in sorted(items, key=lambda t: t[0])] for k, items in groups.items()}
-    return scores, {"y_true": reference["y_true"], "patient_ids": reference["patient_ids"], "rows": reference["rows"]}
+    test = {"y_true": reference["y_true"], "patient_ids": reference["patient_ids"], "rows": reference["rows"]}
+    if classes is not None and len(classes) == np.shape(reference["y_true"])[-1]:
+        test["classes"] = list(map(str, classes))
+    return scores, test
 
 
 def teacher_scores(study: Study, store: ResultStore, seeds: Sequence[int], pool: int | None = None) -> list[np.ndarray]:
@@ -62,12 +69,35 @@ def teacher_scores(study: Study, store: ResultStore, seeds: Sequence[int], pool:
 def bootstrap(study: Study, scores: Mapping[str, Sequence[np.ndarray]], test: Mapping[str, np.ndarray],
               seed: int = 0) -> inference.AUCBootstrap:
     """:func:`kdmed.inference.auc_bootstrap` with the study's number of resamples; the replicates are
-    cached in the study's results store (``.bootstrap/``), read-only when the store is frozen."""
+    cached in the study's results store (``.bootstrap/``), read-only when the store is frozen.
+
+    The macro-AUC averages over the classes of the test split with enough positives and
+    negatives (:func:`kdmed.inference.fixed_classes`), named by ``test["classes"]`` when
+    the test set has them; :func:`excluded_classes_sentence` says which were left out."""
     from kdmed.replicates import BOOTSTRAP_DIR
 
     store = study.store()
+    classes = test.get("classes")
     return inference.auc_bootstrap(test["y_true"], test["patient_ids"], scores, study.n_boot, seed,
-                                   cache=store.root / BOOTSTRAP_DIR, writable=not store.frozen)
+                                   cache=store.root / BOOTSTRAP_DIR, writable=not store.frozen,
+                                   classes=None if classes is None else list(map(str, classes)))
+
+
+def excluded_classes_sentence(bs: inference.AUCBootstrap) -> str:
+    """A sentence for a chapter naming the classes left out of every macro-AUC of ``bs`` (or saying none is).
+
+    E.g. "2 classes have fewer than 5 positive or negative test images and are left out
+    of every macro-AUC: Fracture (1 positive), Pleural Other (0 positives)."
+    """
+    excluded = list(bs.classes_excluded)
+    m = inference.MIN_CLASS_COUNT
+    if not excluded:
+        return (f"All {len(bs.classes_used)} classes have at least {m} positive and {m} negative test images and "
+                "enter every macro-AUC.")
+    head = "1 class has" if len(excluded) == 1 else f"{len(excluded)} classes have"
+    verb = "is" if len(excluded) == 1 else "are"
+    return (f"{head} fewer than {m} positive or negative test images and {verb} left out of every macro-AUC: "
+            f"{', '.join(excluded)}.")
 
 
 # ============================================================================ tables
@@ -190,7 +220,7 @@ def cross_domain_table(study: Study, store: ResultStore, grid: Grid, seed: int =
     scores, test = grouped_scores(store, keyed(grid), by="key")
     bs = bootstrap(study, scores, test, seed)
     rows = []
-    for role, label in DOMAINS.items():
+    for role, label in domain_roles(study).items():
         for method in ("kd", "at"):
             a, b = f"{role}:{method}", f"{role}:transfer"
             if a not in bs.point:
@@ -306,7 +336,7 @@ def mean_over_seeds(values: Sequence[float]) -> dict[str, float]:
     return mean_ci(np.asarray(values, dtype=float))
 
 
-__all__ = ["AnalysisError", "arm_table", "bootstrap", "capped_runs", "compute_line", "contrast_table", "cross_domain_table",
-           "evaluate_with_ci", "grouped_scores", "histories", "keyed", "macro_auc", "mean_over_seeds",
-           "patient_overlap", "regime", "split_leaks", "split_view", "select_temperature_alpha", "teacher_scores",
-           "training_summary", "with_holm"]
+__all__ = ["AnalysisError", "arm_table", "bootstrap", "capped_runs", "compute_line", "contrast_table",
+           "cross_domain_table", "evaluate_with_ci", "excluded_classes_sentence", "grouped_scores", "histories",
+           "keyed", "macro_auc", "mean_over_seeds", "patient_overlap", "regime", "select_temperature_alpha",
+           "split_leaks", "split_view", "teacher_scores", "training_summary", "with_holm"]

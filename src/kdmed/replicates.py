@@ -3,7 +3,8 @@
 The hierarchical bootstrap of the book (:func:`kdmed.inference.auc_bootstrap`) spends
 most of a render: every (arm, seed) score array is scored on ``n_boot`` resamples of
 the test patients. One array's replicates depend only on the test labels, the patient
-ids, that score array, the number of resamples, the seed and the code of the metrics
+ids, that score array, the number of resamples, the seed, the metric (its identity:
+which quantity, over which classes) and the code of the metrics
 (:mod:`kdmed.metrics.bootstrap` draws the resamples the same way whatever else is
 scored with them), so they are stored once per key under ``results/<profile>/.bootstrap/``
 and committed with the published results: a fresh clone renders the book without
@@ -40,9 +41,14 @@ def _digest(h: "hashlib._Hash", a: np.ndarray) -> None:
 
 
 def replicate_key(y_true: np.ndarray, patient_ids: np.ndarray, score: np.ndarray, n_boot: int, seed: int,
-                  code: str | None = None) -> str:
-    """The cache key (hex) of one score array's replicates."""
-    h = hashlib.sha256(f"{code or _code_hash()}|{n_boot}|{seed}".encode())
+                  code: str | None = None, metric: str = "") -> str:
+    """The cache key (hex) of one score array's replicates.
+
+    ``metric``: the identity of what the replicates hold (e.g.
+    :data:`kdmed.inference.METRIC_ID` and the classes averaged over), so that values of
+    another metric stored under the same inputs are never read back.
+    """
+    h = hashlib.sha256(f"{code or _code_hash()}|{n_boot}|{seed}|metric={metric}".encode())
     for a in (np.asarray(y_true), np.asarray(patient_ids).astype(str), np.asarray(score)):
         _digest(h, a)
     return h.hexdigest()[:32]
@@ -50,12 +56,13 @@ def replicate_key(y_true: np.ndarray, patient_ids: np.ndarray, score: np.ndarray
 
 def cached_replicates(y_true: np.ndarray, patient_ids: np.ndarray, scores: Sequence[np.ndarray], n_boot: int,
                       seed: int, compute: Callable[[list[int]], list[np.ndarray]], folder: str | Path | None,
-                      writable: bool = True) -> list[np.ndarray]:
+                      writable: bool = True, metric: str = "") -> list[np.ndarray]:
     """Replicates of every array of ``scores``: read from ``folder`` where stored, else ``compute(positions)``.
 
     ``compute`` gets the positions (in ``scores``) of the arrays not in the cache and
     returns their replicates in that order; they are written to ``folder`` (one file
     per key, temp file + rename) when ``writable``. ``folder=None`` caches nothing.
+    ``metric``: the metric's identity, part of every key (:func:`replicate_key`).
     """
     from kdmed.utils import atomic_path
 
@@ -63,7 +70,7 @@ def cached_replicates(y_true: np.ndarray, patient_ids: np.ndarray, scores: Seque
         return compute(list(range(len(scores))))
     folder = Path(folder)
     code = _code_hash()
-    keys = [replicate_key(y_true, patient_ids, s, n_boot, seed, code) for s in scores]
+    keys = [replicate_key(y_true, patient_ids, s, n_boot, seed, code, metric) for s in scores]
     out: list[np.ndarray | None] = []
     for key in keys:
         path = folder / f"{key}.npz"
