@@ -63,8 +63,8 @@ study = open_chapter(globals(), CHAPTER)
 # ```{admonition} Real labels, not real images
 # :class: important
 # The tables below are the real CheXpert `train.csv` (CheXpert-v1.0-small) and the real
-# NIH `Data_Entry_2017_v2020.csv`, as shipped inside the `torchxrayvision` wheel. No
-# image of either dataset is on the machine that built this page.
+# NIH `Data_Entry_2017_v2020.csv`, as shipped inside the `torchxrayvision` wheel (no
+# images come with them); Part 2 shows the images this profile trains on.
 # ```
 #
 # CheXpert's training table has {glue:text}`cx_rows:,d` rows from {glue:text}`cx_patients:,d`
@@ -153,8 +153,8 @@ plt.show()
 # ### Co-occurrence
 #
 # Findings are far from independent: each cell is the probability of the column finding
-# given the row finding (CheXpert frontal views, U-Zeros). The synthetic images below
-# draw their label vectors from these rows, so they keep this structure.
+# given the row finding (CheXpert frontal views, U-Zeros). The generated chest
+# images of the offline default draw their label vectors from these rows, so they keep this structure.
 
 # %% tags=["hide-input"]
 fig = plots.cooccurrence_heatmap(cx_frontal.labels, cx_frontal.classes, title="CheXpert: P(column | row)")
@@ -196,20 +196,11 @@ for name, df in long.groupby("dataset", sort=False):
 # %% [markdown]
 # ## Part 2 — the images this profile trains on
 #
-# Data of this profile: **{glue:text}`box_data`**. For the synthetic setting, chest-like
-# images are rendered from label vectors drawn from the real CheXpert rows, each finding
-# drawn as its own visual sign with a random strength (so some positives are faint).
-# Three synthetic "institutions" differ in label mix and acquisition style: **C** plays
-# CheXpert (the target: its training split is cut, by patient, into the teachers' pool
-# and the part the small target subsets come from), **A** plays NIH (the near
-# transfer-learning init) and **B** plays MIMIC-CXR (another institution's network, in
-# the cross-domain chapter). Fundus-like images with five retinopathy grades are the
-# distant domain (the far init). Download: {download}`roles.csv <tables/01_data/roles.csv>`.
+# Data of this profile: **{glue:text}`box_data`**. {glue:text}`words_roles`
+# Download: {download}`roles.csv <tables/01_data/roles.csv>`.
 
 # %% tags=["hide-input"]
-roles = {"target (C)": study.target_data(), "teacher pool (C)": study.teacher(study.teacher_pool_n).data,
-         "near init (A)": study.init("near").data, "other chest (B)": study.init("other-chest").data,
-         "far init (fundus)": study.init("far").data}
+roles = study.data_roles()
 rows, prev_rows = [], []
 for role, spec in roles.items():
     leaks = analysis.split_leaks(spec)  # raises when a patient is on two sides of a split
@@ -258,8 +249,7 @@ plt.close(fig)
 # %% [markdown]
 # ### Example images
 #
-# One training image of the target per finding (the first image positive for it), and the
-# same finding seen by each institution when the setting is synthetic.
+# One training image of the target per finding (the first image positive for it).
 
 # %% tags=["hide-input"]
 target = analysis.split_view(study.target_data(max(study.target_sizes)), "train")
@@ -276,7 +266,7 @@ plt.show()
 # %% tags=["hide-input"]
 if study.setting == "synthetic":
     per_role, role_titles = [], []
-    for role in ("target (C)", "near init (A)", "other chest (B)"):
+    for role in list(roles)[:1] + list(roles)[2:4]:  # target, near init, other chest
         d = analysis.split_view(roles[role], "train")
         cls = d.classes.index("Cardiomegaly")
         idx = np.flatnonzero(d.labels[:, cls] > 0.5)[:3]
@@ -285,7 +275,7 @@ if study.setting == "synthetic":
     fig = plots.image_grid(np.concatenate(per_role), role_titles, ncols=3,
                            title="acquisition style per institution (same finding)")
     plt.show()
-    fundus = analysis.split_view(roles["far init (fundus)"], "train")
+    fundus = analysis.split_view(roles[list(roles)[-1]], "train")
     grade_idx = [int(np.flatnonzero(fundus.labels[:, g] > 0.5)[0]) for g in range(len(fundus.classes))]
     fig = plots.image_grid(np.asarray(fundus.take(grade_idx).image_array(progress=False)), fundus.classes, ncols=5,
                            title="synthetic fundus images, one per retinopathy grade")

@@ -14,14 +14,14 @@
 # # Teachers and initialisations
 #
 # The headline teacher learned from {glue:text}`headline_pool:,d` pool images
-# ({glue:text}`headline_ratio:.0f` × the target subset, the paper's ratio). On the
+# ({glue:text}`headline_ratio:.0f` × the target subset; the paper's teachers saw 20–45 ×). On the
 # target's test set it reaches a macro-AUC of **{glue:text}`teacher_auc:.3f`**
 # (95 % CI {glue:text}`teacher_low:.3f`–{glue:text}`teacher_high:.3f`, seeds and patients
 # resampled), against {glue:text}`transfer_near_auc:.3f` for transfer learning from the
 # near init and {glue:text}`transfer_far_auc:.3f` from the far one: an advantage of
 # **{glue:text}`advantage_near:+.1f` AUC points** over the near baseline
 # ({glue:text}`advantage_near_low:+.1f` to {glue:text}`advantage_near_high:+.1f`). Every
-# teacher and init stopped when its validation AUC stopped improving:
+# teacher and init trains until its validation AUC stops improving, under a cap:
 # {glue:text}`n_capped` of {glue:text}`n_trained` ran to their epoch cap.
 #
 # ```{admonition} What produced this page
@@ -107,7 +107,7 @@ plt.close(fig)
 # ## The headline teacher against transfer learning, on the target
 #
 # The headline teachers ({glue:text}`n_teachers` seeds) and the transfer baselines
-# (5 seeds each) are scored on the same test images; intervals resample the seeds, then
+# ({glue:text}`n_student_seeds` seeds each) are scored on the same test images; intervals resample the seeds, then
 # the test patients ({glue:text}`n_boot_glued` resamples).
 # Download: {download}`advantage.csv <tables/02_teacher/advantage.csv>`.
 
@@ -130,6 +130,7 @@ for key, value in (("teacher_auc", levels.loc["teacher", "macro-AUC"]), ("teache
 glue("headline_pool", study.teacher_pool_n, display=False)
 glue("headline_ratio", study.teacher_pool_n / study.target_n, display=False)
 glue("n_teachers", len(study.teacher_seeds), display=False)
+glue("n_student_seeds", len(study.seeds), display=False)
 glue("n_boot_glued", study.n_boot, display=False)
 display(levels.style.format("{:.3f}", subset=["macro-AUC", "low", "high"]))
 display(advantage.rename(columns={"estimate": "advantage (AUC points)"})

@@ -40,8 +40,7 @@
 # learning, by **+4 % AUC on a CheXpert sample of n = 5k** and **+9 % on a ChestX-ray8
 # sample of n = 5.6k** (the abstract does not say whether these are points or relative
 # changes). "Beats transfer learning" has two readings, both measured here, each with a
-# **near** init (another chest institution, as the authors' NIH network) and a **far**
-# one (a distant domain, the stand-in for ImageNet):
+# **near** init ({glue:text}`words_near`) and a **far** one ({glue:text}`words_far`):
 #
 # * **taught from scratch vs transfer** (the abstract's wording): kd − transfer;
 # * **the same init with vs without a teacher** (the authors' code): transfer+kd −
@@ -49,8 +48,8 @@
 #
 # Gains are in **AUC points** (100 × ΔAUC). Intervals come from a hierarchical bootstrap
 # (seeds, then test patients; {glue:text}`n_boot_glued` resamples); verdicts use Holm's
-# correction over this page's comparisons and the stand-in's vocabulary: *holds*,
-# *opposite* or *unresolved on the stand-in*.
+# correction over this page's comparisons; on this page's data a claim
+# {glue:text}`words_verdicts`.
 
 # %% tags=["parameters", "remove-cell"]
 #: the profile (book/profiles/<name>.yml) whose study this page shows; any field of
@@ -65,7 +64,7 @@ from IPython.display import display
 from myst_nb import glue
 
 from kdmed import analysis, experiments, inference, plots
-from kdmed.page import open_chapter, run_grids, save_figure, save_table
+from kdmed.page import open_chapter, run_grids, save_figure, save_table, words
 from kdmed.paper import PAPER_SUBSETS
 from kdmed.study import ARMS, CONTRASTS
 
@@ -84,13 +83,15 @@ glue("n_boot_glued", study.n_boot, display=False)
 # %% [markdown]
 # ## Every arm at the headline size
 #
-# Mean test macro-AUC over {glue:text}`n_seeds` seeds with its 95 % CI.
+# Mean test macro-AUC over {glue:text}`n_seeds` seeds with its 95 % CI. The class set is
+# fixed before any resampling: {glue:text}`class_set`
 # Download: {download}`arms.csv <tables/03_distillation/arms.csv>`.
 
 # %% tags=["hide-input"]
 scores, test = analysis.grouped_scores(store, headline)
 bs = analysis.bootstrap(study, scores, test)
 arms = analysis.arm_table(bs, ARMS)
+glue("class_set", analysis.excluded_classes_sentence(bs), display=False)
 save_table(arms, CHAPTER, "arms", study.profile)
 display(arms.style.format("{:.3f}", subset=["macro-AUC", "low", "high"]))
 fig = plots.forest_plot(arms.reset_index(), label="arm", estimate="macro-AUC", reference=None,
@@ -135,7 +136,7 @@ plt.close(fig)
 # :name: fig-gains
 #
 # Each comparison's gain in AUC points at the headline size (95 % CI). The authors'
-# pair is their related code's setup: the NIH-like init with attention transfer from an
+# pair is their related code's setup: the near init with attention transfer from an
 # in-domain teacher, against the same init fine-tuned with its early blocks frozen
 # ({glue:text}`gain_authors:+.1f` points, {glue:text}`verdict_authors`).
 # ```
@@ -143,8 +144,7 @@ plt.close(fig)
 # ## Our gains beside the paper's
 #
 # The paper's numbers are the paper's, on real data; ours are measured on this page's
-# data (**{glue:text}`box_data`**), which can only say whether the effect holds on the
-# stand-in. Download: {download}`beside_the_paper.csv <tables/03_distillation/beside_the_paper.csv>`.
+# data (**{glue:text}`box_data`**), {glue:text}`beside_scope`. Download: {download}`beside_the_paper.csv <tables/03_distillation/beside_the_paper.csv>`.
 
 # %% tags=["hide-input"]
 beside = [{"source": "paper (abstract)", "data": f"CheXpert sample, n = {PAPER_SUBSETS['chexpert']:,}",
@@ -158,6 +158,9 @@ for label, row in gains.iterrows():
                    "comparison": label, "gain": f"{row['gain (AUC points)']:+.2f} AUC points "
                                                 f"[{row['low']:+.2f}, {row['high']:+.2f}]", "verdict": row["verdict"]})
 beside = pd.DataFrame(beside).set_index(["source", "data", "comparison"])
+glue("beside_scope", "real images, which can reproduce the paper's claims or not (at this profile's sizes)"
+     if study.real_data else "synthetic images, which can only say whether the effect holds on the stand-in",
+     display=False)
 save_table(beside, CHAPTER, "beside_the_paper", study.profile)
 with pd.option_context("display.max_colwidth", None):
     display(beside)
@@ -182,18 +185,19 @@ display(fits.style.format("{:+.2f}", subset=["slope", "slope_low", "slope_high",
 headline_adv = points[(points["comparison"] == "kd − transfer (near)")
                       & (points["teacher pool"] == study.teacher_pool_n)]["advantage (AUC points)"].iloc[0]
 fig = plots.regime_map(points, fits, headline_advantage=headline_adv,
-                       title="where distillation beats transfer learning (synthetic stand-in)")
+                       title=f"where distillation beats transfer learning ({study.role_dataset('target')})")
 glue("fig_regime", fig, display=False)
 plt.close(fig)
 main = fits.loc["kd − transfer (near)"]
+where = words(study)["where"]
 if np.isfinite(main["crossover"]) and main["slope_low"] > 0:
-    sentence = (f"On the stand-in, a student taught from scratch beats transfer learning from the near init when the "
+    sentence = (f"{where[0].upper() + where[1:]}, a student taught from scratch beats transfer learning from the near init when the "
                 f"teacher's advantage over that baseline exceeds {main['crossover']:.1f} AUC points (95 % CI "
                 f"{main['crossover_low']:.1f} to {main['crossover_high']:.1f}); the headline teacher, trained on "
                 f"{study.teacher_pool_n / study.target_n:.0f} x the target subset as in the paper, sits at "
                 f"{headline_adv:+.1f} points.")
 else:
-    sentence = (f"On the stand-in, the gain of a student taught from scratch over transfer learning from the near init "
+    sentence = (f"{where[0].upper() + where[1:]}, the gain of a student taught from scratch over transfer learning from the near init "
                 f"does not rise clearly with the teacher's advantage (slope {main['slope']:+.2f}, 95 % CI "
                 f"{main['slope_low']:+.2f} to {main['slope_high']:+.2f}), so no crossover is estimated; the headline "
                 f"teacher sits at an advantage of {headline_adv:+.1f} points.")

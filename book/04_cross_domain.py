@@ -32,11 +32,11 @@
 # Rebuild this page: {glue:text}`box_reproduce`
 # ```
 #
-# The domains: another chest institution (MIMIC-like), the near init's institution
-# (NIH-like) and fundus photographs (five retinopathy grades: another label space, so
-# only attention transfer can carry its knowledge, and a fundus-trained init gets a
-# fresh classifier head). An ImageNet network would be a fourth domain: it needs weights
-# on disk that the offline build machine does not have ({glue:text}`imagenet_status`).
+# The domains: {glue:text}`domains_text`. Fundus photographs carry five retinopathy
+# grades, another label space: only attention transfer can carry their network's
+# knowledge, and a fundus-trained init gets a fresh classifier head. A chest network of
+# another dataset is scored and distils over the findings both share, matched by name.
+# An ImageNet network would be a further domain ({glue:text}`imagenet_status`).
 
 # %% tags=["parameters", "remove-cell"]
 #: the profile (book/profiles/<name>.yml) whose study this page shows; any field of
@@ -57,12 +57,19 @@ study = open_chapter(globals(), CHAPTER)
 store = study.store()
 grid = experiments.cross_domain(study)
 run_grids(study, grid)
-if study.student_arch in IMAGENET_ARCHS:
+if study.far_init == "imagenet":
+    imagenet_status = "in this profile it is the far init of the headline study, see the distillation chapter"
+elif study.student_arch in IMAGENET_ARCHS:
     path, _ = imagenet_weights_file(study.student_arch)
-    imagenet_status = "weights found, not yet part of the study" if path.exists() else f"{path} is absent"
+    imagenet_status = f"weights found at {path}; set far_init: imagenet to use them" if path.exists() \
+        else f"it needs {path}, which is absent"
 else:
     imagenet_status = f"{study.student_arch} has no ImageNet weights"
 glue("imagenet_status", imagenet_status, display=False)
+not_run = [role for role in experiments.DOMAINS if not study.has_role(role)]
+glue("domains_text", "; ".join(experiments.domain_roles(study).values())
+     + (f"; not run: {', '.join(not_run)} (no dataset of its own in the {study.setting} setting)" if not_run else ""),
+     display=False)
 
 # %% [markdown]
 # ## Taught against transferred, per domain

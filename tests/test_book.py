@@ -313,7 +313,21 @@ def test_toy_book_builds_end_to_end_and_a_failing_chapter_keeps_it(toy_layout, m
     assert partial.problems == [] and partial.pages == [] and partial.left_out == ["toy"]
     manifest_path.write_text(manifest, encoding="utf-8")
     png.write_bytes(original)
+    # a page built on real data may not speak of the synthetic stand-in (code cells may)
+    real = json.loads(manifest)
+    assert real["chapters"]["toy"]["setting"] is None  # the toy profile has no study
+    real["chapters"]["toy"]["setting"] = "chexpert"
+    manifest_path.write_text(json.dumps(real), encoding="utf-8")
+    code = '<div class="cell_input docutils container"><pre>print("holds on the stand-in")</pre></div>'
+    (html / "toy.html").write_text(page.replace("</main>", code + "</main>"), encoding="utf-8")
+    assert book.check_html(layout=toy_layout).problems == []
+    (html / "toy.html").write_text(page.replace("</main>", "<p>This holds on the stand-in only.</p></main>"),
+                                   encoding="utf-8")
+    (problem,) = book.check_html(layout=toy_layout).problems
+    assert problem.startswith("toy: built on real data (setting 'chexpert') but its text speaks of the synthetic "
+                              "data: 'stand-in' in \"...") and "This holds on the stand-in only." in problem
     (html / "toy.html").write_text(page, encoding="utf-8")
+    manifest_path.write_text(manifest, encoding="utf-8")
     assert _tree_digest(html) == before
 
     # a failing chapter: the error names the chapter and the cell's error; the book is untouched

@@ -85,7 +85,48 @@ def open_chapter(namespace: Mapping[str, Any], chapter: str) -> "Study":
         )
     for key, value in study.describe().items():
         glue(box_name(key), value, display=False)
+    for key, value in words(study).items():
+        glue(f"words_{key}", value, display=False)
     return study
+
+
+def words(study: "Study") -> dict[str, str]:
+    """The phrases a page uses for its data, so that no real-data page speaks of the synthetic stand-in.
+
+    Glued by :func:`open_chapter` as ``words_<key>``.
+    """
+    near, far = study.role_dataset("near"), study.role_dataset("far")
+    if not study.real_data:
+        return {
+            "where": "on the stand-in",
+            "data": "synthetic images (the offline stand-in; not real patients)",
+            "verdicts": "holds, is opposite, or is unresolved on the stand-in (only real data can reproduce a claim)",
+            "near": "another chest institution (synthetic institution A, in the role of the authors' NIH network)",
+            "far": "a distant domain (synthetic fundus photographs, the stand-in for ImageNet)",
+            "roles": ("Chest-like images are rendered from label vectors drawn from the real CheXpert rows, each "
+                      "finding drawn as its own visual sign with a random strength (so some positives are faint). "
+                      "Three synthetic institutions differ in label mix and acquisition style: C plays CheXpert "
+                      "(the target: its training split is cut, by patient, into the teachers' pool and the part "
+                      "the small target subsets come from), A plays NIH (the near transfer-learning init) and B "
+                      "plays MIMIC-CXR (another institution's network, in the cross-domain chapter). Fundus-like "
+                      "images with five retinopathy grades are the distant domain (the far init)."),
+        }
+    far_init = ("torchvision's ImageNet weights (as the authors)" if study.far_init == "imagenet"
+                else f"a network trained on {far} (a distant domain)")
+    target = study.role_dataset("target")
+    return {
+        "where": f"on {target} (real images, profile {study.profile})",
+        "data": f"real images: {target} (target and teacher pool), {near} (near init), {far} (far domain)",
+        "verdicts": "is reproduced or not reproduced",
+        "near": f"another chest dataset ({near}), scored and distilled over the findings both share",
+        "far": far_init,
+        "roles": (f"{target} is the target: its training split is cut, by patient, into the teachers' pool and "
+                  f"the part the small target subsets come from. {near} is the near transfer-learning init (its "
+                  f"network is scored and distils over the findings it shares with {target}, matched by name). "
+                  f"{far} is the distant domain (the far-domain network; the far init is {far_init}). This "
+                  "setting has no third chest dataset: the cross-domain chapter's other-institution row is not "
+                  "run."),
+    }
 
 
 def box_name(key: str) -> str:

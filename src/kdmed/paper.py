@@ -53,10 +53,13 @@ CHOICES: tuple[tuple[str, str], ...] = (
     ("teacher", "trained by us on a large pool of the target's own domain (20-40 x the target subset, as in the "
                 "paper's CheXpert and NIH settings); pool and target subsets never share a patient; two teachers "
                 "per strength, so their randomness is in the intervals; weaker and stronger teachers map the regime"),
-    ("transfer-learning initialisation", "two: a near one (another chest institution, as the authors' NIH "
-                                         "network) and a far one (a distant domain, the stand-in for ImageNet); "
-                                         "fine-tuned end to end, or with the early blocks frozen (the authors' "
-                                         "baseline)"),
+    ("transfer-learning initialisation", "two: a near one (another chest dataset or institution, as the "
+                                         "authors' NIH network) and a far one (ImageNet weights where the "
+                                         "profile has them, otherwise a network of a distant domain: fundus "
+                                         "photographs); fine-tuned end to end, or with the early blocks frozen "
+                                         "(the authors' baseline)"),
+    ("label spaces", "outputs and labels matched by class name (CheXpert's Pleural Effusion = NIH's Effusion): "
+                     "a network of another chest label space is scored and distils over the shared findings"),
     ("what 'beats transfer learning' means", "two framings, both shown: a student taught from scratch against a "
                                               "fine-tuned network (the abstract's wording), and the same init with "
                                               "and without a teacher (the authors' code)"),

@@ -99,7 +99,8 @@ def build(
         "not_executed": not_executed,
         "chapters": {
             stem: {"page": f"{stem}.html", "seconds": round(seconds[stem], 2) if stem in seconds else None,
-                   "parameters": _notebook_parameters(path), **notebook_facts(path)}
+                   "parameters": _notebook_parameters(path),
+                   "setting": _setting(_notebook_parameters(path), layout), **notebook_facts(path)}
             for stem, path in executed.items()
         },
     }
@@ -113,3 +114,14 @@ def build(
 def _notebook_parameters(path: Path) -> dict[str, Any]:
     notebook = json.loads(path.read_text(encoding="utf-8"))
     return notebook.get("metadata", {}).get("papermill", {}).get("parameters", {})
+
+
+def _setting(parameters: Mapping[str, Any], layout: BookLayout) -> str | None:
+    """The data setting a chapter ran with (its profile plus its study overrides); None when unknown."""
+    from kdmed.study import Study
+
+    try:
+        overrides = {k: v for k, v in parameters.items() if k in Study.fields() and k != "profile"}
+        return Study.from_profile(parameters["profile"], overrides, directory=layout.profiles_dir).setting
+    except Exception:  # a chapter without a study profile (none today): nothing to check
+        return None

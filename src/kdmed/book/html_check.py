@@ -17,6 +17,9 @@ from kdmed.book.toc import chapter_sources
 # a MyST glue role in markdown: {glue}`key`, {glue:}`key`, {glue:text}`key:.2f`, ...
 _GLUE_ROLE = re.compile(r"\{glue(?::(\w*))?\}`([^`]+)`")
 _DOWNLOAD_ROLE = re.compile(r"\{download\}`[^`]+`")
+#: phrases that describe the synthetic stand-in's data: a page built on real images must not carry them
+SYNTHETIC_WORDS = ("stand-in", "institution A", "institution B", "institution C", "MIMIC-like", "NIH-like",
+                   "NOT real patients", "No image of either dataset")
 
 def notebook_facts(path: Path) -> dict[str, Any]:
     """What check-html must find on a chapter's page: its PNG outputs' hashes and glue roles' texts."""
@@ -74,7 +77,9 @@ class _PageScan(HTMLParser):
         self.downloads: list[str] = []
         self.pasted: list[str] = []
         self.text: list[str] = []
+        self.prose: list[str] = []  # the text outside code cells' inputs and code blocks
         self._open: list[bool] = []  # per open element: is it a glue span?
+        self._code: list[bool] = []  # per open element: is it (inside) code?
         self.feed(html)
         self.close()
 
@@ -86,17 +91,22 @@ class _PageScan(HTMLParser):
             self.downloads.append(values.get("href") or "")
         if tag in self._VOID:
             return
-        pasted = "pasted-text" in (values.get("class") or "").split()
+        classes = (values.get("class") or "").split()
+        pasted = "pasted-text" in classes
         self._open.append(pasted)
+        self._code.append(tag in ("pre", "code") or "cell_input" in classes)
         if pasted:
             self.pasted.append("")
 
     def handle_endtag(self, tag: str) -> None:
         if self._open and tag not in self._VOID:
             self._open.pop()
+            self._code.pop()
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
+        if not any(self._code):
+            self.prose.append(data)
         if any(self._open):
             self.pasted[-1] += data
 
@@ -167,6 +177,24 @@ def check_html(build_dir: str | Path | None = None, layout: BookLayout | None = 
                 problems.append(f"{stem}: download link {href!r} points to no file")
         if facts.get("downloads") and not scan.downloads:
             problems.append(f"{stem}: the chapter offers {facts['downloads']} download(s) but the page shows none")
+        if facts.get("setting") not in (None, "synthetic"):
+            problems += _synthetic_wording(stem, facts["setting"], "".join(scan.prose))
         pages.append(f"{page.relative_to(html_dir)}: {len(shown)} notebook PNG(s), "
                      f"{sum('text' in r for r in facts['glue'])} glued value(s), {len(scan.downloads)} download(s)")
+    settings = {f.get("setting") for f in manifest["chapters"].values()} - {None}
+    if settings and "synthetic" not in settings and (html_dir / "intro.html").is_file():
+        problems += _synthetic_wording("intro", "/".join(sorted(settings)),
+                                       "".join(_PageScan((html_dir / "intro.html").read_text(encoding="utf-8")).prose))
     return HtmlReport(pages, problems, left_out)
+
+
+def _synthetic_wording(stem: str, setting: str, prose: str) -> list[str]:
+    """A problem per :data:`SYNTHETIC_WORDS` phrase in the prose of a page built on real data."""
+    out = []
+    for phrase in SYNTHETIC_WORDS:
+        at = prose.find(phrase)
+        if at >= 0:
+            context = " ".join(prose[max(0, at - 60):at + len(phrase) + 60].split())
+            out.append(f"{stem}: built on real data (setting {setting!r}) but its text speaks of the synthetic "
+                       f"data: {phrase!r} in \"...{context}...\"")
+    return out
