@@ -69,7 +69,7 @@ save_table(tests, CHAPTER, "tests", study.profile)
 counts = here.tests["verdict"].value_counts()
 glue("n_tests", len(here.tests), display=False)
 vocabulary = REAL if study.real_data else STAND_IN
-tally = ", ".join(f"{int(counts.get(w, 0))} {w.replace(' on the stand-in', '')}" for w in vocabulary)
+tally = ", ".join(f"{int(counts.get(w, 0))} {w.replace(' on the stand-in', '').replace('holds', 'hold')}" for w in vocabulary)
 where = words(study)["where"]
 glue("verdict_counts", f"{tally} {where}", display=False)
 glue("intro_verdicts", f"Of the {len(here.tests)} tests of the paper's claims under the {study.profile} profile: "
