@@ -99,7 +99,6 @@ def words(study: "Study") -> dict[str, str]:
     if not study.real_data:
         return {
             "where": "on the stand-in",
-            "data": "synthetic images (the offline stand-in; not real patients)",
             "verdicts": "holds, is opposite, or is unresolved on the stand-in (only real data can reproduce a claim)",
             "near": "another chest institution (synthetic institution A, in the role of the authors' NIH network)",
             "far": "a distant domain (synthetic fundus photographs, the stand-in for ImageNet)",
@@ -116,7 +115,6 @@ def words(study: "Study") -> dict[str, str]:
     target = study.role_dataset("target")
     return {
         "where": f"on {target} (real images, profile {study.profile})",
-        "data": f"real images: {target} (target and teacher pool), {near} (near init), {far} (far domain)",
         "verdicts": "is reproduced or not reproduced",
         "near": f"another chest dataset ({near}), scored and distilled over the findings both share",
         "far": far_init,

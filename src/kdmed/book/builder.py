@@ -99,9 +99,8 @@ def build(
         "not_executed": not_executed,
         "chapters": {
             stem: {"page": f"{stem}.html", "seconds": round(seconds[stem], 2) if stem in seconds else None,
-                   "parameters": _notebook_parameters(path),
-                   "setting": _setting(_notebook_parameters(path), layout), **notebook_facts(path)}
-            for stem, path in executed.items()
+                   "parameters": parameters, "setting": _setting(parameters, layout), **notebook_facts(path)}
+            for stem, path in executed.items() for parameters in [_notebook_parameters(path)]
         },
     }
     atomic_write_json(new_html / MANIFEST, manifest)
