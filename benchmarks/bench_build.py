@@ -1,0 +1,129 @@
+"""The whole default book built cold, on a quiet machine and beside a competing CPU-bound process.
+
+One call builds the ``default`` profile once, from nothing (a fresh results store, image
+cache and teacher-output cache, all in a temporary folder; the checkout's own
+``results/default`` is not touched), and records the wall time, each chapter's time and
+the load average in ``benchmarks/results/build-cpu.json``. Rows are merged by
+(setting, competing process), so the four builds of the issue can be measured in
+separate calls, even in separate sessions, which an hour-long build needs:
+
+* ``--setting after``: the grid runner as the book runs it (one worker process per
+  available core, one torch thread each, reproducible kernels);
+* ``--setting before``: one process, native kernels and torch's own threads (what the
+  runner did before its worker processes), ``KDMED_WORKERS=1 KDMED_NUMERICS=native``;
+* ``--busy``: a busy loop on one core runs for the whole build.
+
+An ``after`` build is then compared with the published ``results/default``: every run's
+test macro-AUC and best epoch must be the same, bitwise (the reproducible numerics).
+
+Usage::
+
+    python benchmarks/bench_build.py --setting after          # about 45-60 minutes on 2 quiet cores
+    python benchmarks/bench_build.py --setting after --busy
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = {
+    "after": {"label": "after: one worker process per core, one thread each, reproducible kernels", "env": {}},
+    "before": {"label": "before: one process, native kernels and threads",
+               "env": {"KDMED_WORKERS": "1", "KDMED_NUMERICS": "native"}},
+}
+PINNED = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+CHAPTER_LINE = re.compile(r"\] (\S+): done in ([0-9.]+) s")
+
+
+def _busy(stop) -> None:
+    x = 0
+    while not stop.is_set():
+        x = (x * 1103515245 + 12345) % 2**31
+
+
+def _same_as_published(store: Path, published: Path) -> dict:
+    """How many runs of ``store`` have exactly the published test macro-AUC and best epoch."""
+    new = pd.read_csv(store / "index.csv").set_index("key")
+    old = pd.read_csv(published / "index.csv").set_index("key")
+    shared = new.index.intersection(old.index)
+    same = ((new.loc[shared, "macro_auc"] == old.loc[shared, "macro_auc"])
+            & (new.loc[shared, "best_epoch"] == old.loc[shared, "best_epoch"]))
+    return {"runs": int(len(new)), "published": int(len(old)), "same key": int(len(shared)),
+            "bitwise same AUC and best epoch": int(same.sum())}
+
+
+def build_once(setting: str, busy: bool) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in PINNED and not k.startswith("KDMED_")}
+    env.update(SETTINGS[setting]["env"])
+    stop = multiprocessing.Event()
+    hog = multiprocessing.Process(target=_busy, args=(stop,), daemon=True) if busy else None
+    with tempfile.TemporaryDirectory(prefix="kdmed-bench-build-") as tmp:
+        env.update({"KDMED_RESULTS_DIR": os.path.join(tmp, "results"), "KDMED_CACHE_DIR": os.path.join(tmp, "images"),
+                    "KDMED_TEACHER_CACHE": os.path.join(tmp, "views")})
+        load_before = os.getloadavg()[0]
+        if hog:
+            hog.start()
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run([sys.executable, "-m", "kdmed.book", "build", "--profile", "default",
+                                   "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True)
+        finally:
+            seconds = time.perf_counter() - start
+            if hog:
+                stop.set()
+                hog.join()
+        log = proc.stdout + proc.stderr
+        Path(ROOT / "_build" / "logs").mkdir(parents=True, exist_ok=True)
+        (ROOT / "_build" / "logs" / f"bench-build-{setting}-{'busy' if busy else 'quiet'}.log").write_text(log)
+        if proc.returncode != 0:
+            raise SystemExit(f"the build failed (rc {proc.returncode}); its log:\n{log[-4000:]}")
+        row = {"setting": SETTINGS[setting]["label"], "competing process": busy, "seconds": round(seconds, 1),
+               "chapters": {m.group(1): float(m.group(2)) for m in CHAPTER_LINE.finditer(log)},
+               "load_1min_before": round(load_before, 2), "load_1min_after": round(os.getloadavg()[0], 2),
+               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if setting == "after":
+            row["published"] = _same_as_published(Path(tmp) / "results" / "default", ROOT / "results" / "default")
+    return row
+
+
+def main(argv: list[str] | None = None) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import RESULTS_DIR, write_results
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--setting", choices=sorted(SETTINGS), required=True)
+    parser.add_argument("--busy", action="store_true", help="run a CPU-bound busy loop on one core meanwhile")
+    args = parser.parse_args(argv)
+    row = build_once(args.setting, args.busy)
+    print(json.dumps(row, indent=1), flush=True)
+    path = RESULTS_DIR / "build-cpu.json"
+    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    rows = [r for r in rows if (r["setting"], r["competing process"]) != (row["setting"], row["competing process"])]
+    rows.append(row)
+    extra = {}
+    for label in {r["setting"] for r in rows}:
+        pair = {r["competing process"]: r["seconds"] for r in rows if r["setting"] == label}
+        if len(pair) == 2:
+            extra.setdefault("busy / quiet", {})[label] = round(pair[True] / pair[False], 3)
+    quiet = {r["setting"]: r["seconds"] for r in rows if not r["competing process"]}
+    if len(quiet) == 2:
+        extra["speedup (quiet, before / after)"] = round(quiet[SETTINGS["before"]["label"]]
+                                                         / quiet[SETTINGS["after"]["label"]], 3)
+    print(f"wrote {write_results('build', 'cpu', rows, {'profile': 'default', 'cores': len(os.sched_getaffinity(0))}, **extra)}")
+    return row
+
+
+if __name__ == "__main__":
+    main()
