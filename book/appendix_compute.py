@@ -29,6 +29,8 @@
 # | `bench_strategies.py` | cost of each strategy per augmented epoch, its teacher pass shared by the runs of a chapter, relative to training from labels only |
 # | `bench_scaling.py` | time of one `run_one` as the training subset grows (fit time should be proportional to n) |
 # | `bench_numerics.py` | epoch time with the reproducible (AVX2, one thread) CPU kernels against the native ones |
+# | `bench_grid.py` | one grid of runs trained cold: worker processes against one process, quiet and beside a busy loop |
+# | `bench_build.py` | the whole default book built cold, quiet and beside a busy loop (an hour per build) |
 #
 # Rerun them with `python benchmarks/<script>.py` (add `--device cuda` on a GPU;
 # `bash benchmarks/run_gpu.sh` runs all of them there).
@@ -109,6 +111,28 @@ scaling = br.frame(results, "scaling")
 if not scaling.empty:
     display(scaling[["device", "n", "n_train", "epochs", "train_s", "total_s", "us_per_image_epoch"]].round(2))
 glue("scaling_slope", br.scaling_text(results), display=False)
+
+# %% [markdown]
+# ## Runs in parallel, and the whole book built cold
+#
+# A chapter's runs are independent once their teachers and inits exist, so the grid
+# runner trains them in worker processes, one per available core, each with one torch
+# thread (one thread per process does not wait at an OpenMP barrier for a thread the
+# system has descheduled, and keeps the numbers independent of the core count).
+# `bench_grid.py` trains one fixed grid of the default study cold in each setting;
+# ratios pair only settings measured in the same call: {glue:text}`grid_ratios`.
+# `bench_build.py` builds the whole default book cold (a fresh results store and
+# caches), quiet and beside a CPU-bound busy loop: {glue:text}`build_times`.
+
+# %% tags=["hide-input"]
+for name in ("grid", "build"):
+    table = br.frame(results, name)
+    if not table.empty:
+        shown = [c for c in ("setting", "competing process", "seconds", "run", "date", "load_1min_before",
+                             "load_1min_after") if c in table.columns]
+        display(table[shown].round(1))
+glue("grid_ratios", br.grid_text(results), display=False)
+glue("build_times", br.build_text(results), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_compute

@@ -61,3 +61,30 @@ def test_cost_model_counts_every_run_once_at_its_cap():
     assert cost["hours"].sum() == pytest.approx(cost["image-epochs"].sum() / 100 / 3600)
     assert cost["share"].sum() == pytest.approx(1.0)
     assert br.cost_model(study, None)["hours"].isna().all()
+
+
+def test_grid_and_build_texts_pair_what_was_measured_and_name_what_was_not(tmp_path):
+    results = br.load_all(tmp_path)
+    assert br.grid_text(results) == br.NOT_MEASURED and br.build_text(results) == br.NOT_MEASURED
+    _write(tmp_path, "grid", "cpu", [], speedup={"sequential / after": 1.93, "before / after": 1.24},
+           **{"busy / quiet": {"after: 2 worker processes, one thread each": 1.48}})
+    _write(tmp_path, "build", "cpu", [
+        {"setting": "after: one worker process per core", "competing process": False, "seconds": 2400.0,
+         "date": "2026-12-02T12:00:00+0000",
+         "published": {"runs": 172, "bitwise same AUC and best epoch": 172}},
+        {"setting": "after: one worker process per core", "competing process": True, "seconds": 3300.0,
+         "date": "2026-12-03T12:00:00+0000"}], **{"busy / quiet": {"after: one worker process per core": 1.375}})
+    results = br.load_all(tmp_path)
+    assert br.grid_text(results) == (
+        "1.93 x over one worker in the same numerics (target at least 1.7 x); 1.24 x over the previous runner "
+        "(one process, native kernels and threads); beside a busy loop, after takes 1.48 x its quiet time")
+    text = br.build_text(results)
+    assert text.startswith("after, quiet: 40 min (2026-12-02), 172 of its 172 runs with the published test "
+                           "macro-AUC and best epoch, bitwise; after, beside a busy loop: 55 min (2026-12-03); ")
+    assert "after beside a busy loop takes 1.38 x its quiet time (target at most 1.5 x)" in text
+    assert text.endswith("not measured: before, quiet, before, beside a busy loop")
+    # the grid file's first layout: one before / after ratio, busy / quiet per row
+    _write(tmp_path, "grid", "cpu", [{"setting": "after: 2", "competing process": True, "busy / quiet": 1.48}],
+           speedup=1.24)
+    assert br.grid_text(br.load_all(tmp_path)) == ("1.24 x over the previous runner (one process, native kernels and "
+                                                   "threads); beside a busy loop, after takes 1.48 x its quiet time")

@@ -23,6 +23,8 @@ BENCHMARKS = {
     "strategies": "strategy cost per augmented epoch",
     "scaling": "run time vs subset size",
     "numerics": "reproducible vs native CPU kernels",
+    "grid": "a grid of runs: worker processes vs one process",
+    "build": "the whole default book built cold",
 }
 DEVICES = ("cpu", "cuda")
 NOT_MEASURED = "not measured"
@@ -117,6 +119,46 @@ def numerics_text(results: Mapping[tuple[str, str], Any]) -> str:
         native1 = next(r for k, r in rows.items() if k.startswith("native, 1"))
         parts.append(f"{arch}: native {native1['isa']} on 1 thread takes {native1['vs_reproducible']:.2f} x the "
                      "reproducible epoch time")
+    return "; ".join(parts)
+
+
+def grid_text(results: Mapping[tuple[str, str], Any]) -> str:
+    """The parallel grid's speed-ups and busy / quiet ratios, each paired within one call of the benchmark."""
+    d = results.get(("grid", "cpu"))
+    if not d:
+        return NOT_MEASURED
+    speedup = d.get("speedup")
+    if not isinstance(speedup, dict):  # the first file's layout: one ratio, before / after
+        speedup = {"before / after": speedup} if speedup else {}
+    words = {"sequential / after": "over one worker in the same numerics (target at least 1.7 x)",
+             "before / after": "over the previous runner (one process, native kernels and threads)"}
+    parts = [f"{value:.2f} x {words.get(name, name)}" for name, value in speedup.items()]
+    busy = d.get("busy / quiet") or {r["setting"]: r["busy / quiet"] for r in d["rows"] if "busy / quiet" in r}
+    parts += [f"beside a busy loop, {label.split(':')[0]} takes {value:.2f} x its quiet time" for label, value in busy.items()]
+    return "; ".join(parts) if parts else NOT_MEASURED
+
+
+def build_text(results: Mapping[tuple[str, str], Any]) -> str:
+    """Each measured cold build of the default book: minutes, and busy / quiet where both were measured."""
+    d = results.get(("build", "cpu"))
+    if not d:
+        return NOT_MEASURED
+    parts = []
+    for r in d["rows"]:
+        where = "beside a busy loop" if r["competing process"] else "quiet"
+        text = f"{r['setting'].split(':')[0]}, {where}: {r['seconds'] / 60:.0f} min ({r['date'][:10]})"
+        same = r.get("published")
+        if same:
+            text += (f", {same['bitwise same AUC and best epoch']} of its {same['runs']} runs with the published "
+                     "test macro-AUC and best epoch, bitwise")
+        parts.append(text)
+    parts += [f"{label.split(':')[0]} beside a busy loop takes {value:.2f} x its quiet time (target at most 1.5 x)"
+              for label, value in (d.get("busy / quiet") or {}).items()]
+    measured = {(r["setting"].split(":")[0], r["competing process"]) for r in d["rows"]}
+    missing = [f"{s}, {'beside a busy loop' if b else 'quiet'}" for s in ("after", "before") for b in (False, True)
+               if (s, b) not in measured]
+    if missing:
+        parts.append(f"{NOT_MEASURED}: " + ", ".join(missing))
     return "; ".join(parts)
 
 
