@@ -94,7 +94,7 @@ def build_once(setting: str, busy: bool) -> dict:
                "load_1min_before": round(load_before, 2), "load_1min_after": round(os.getloadavg()[0], 2),
                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         if setting == "after":
-            row["published"] = _same_as_published(Path(tmp) / "results" / "default", ROOT / "results" / "default")
+            row["published"] = _same_as_published(Path(env["KDMED_RESULTS_DIR"]), ROOT / "results" / "default")
     return row
 
 
