@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import re
 import subprocess
@@ -38,19 +37,13 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))  # common.py, when run as a script from anywhere
 SETTINGS = {
     "after": {"label": "after: one worker process per core, one thread each, reproducible kernels", "env": {}},
     "before": {"label": "before: one process, native kernels and threads",
                "env": {"KDMED_WORKERS": "1", "KDMED_NUMERICS": "native"}},
 }
-PINNED = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 CHAPTER_LINE = re.compile(r"\] (\S+): done in ([0-9.]+) s")
-
-
-def _busy(stop) -> None:
-    x = 0
-    while not stop.is_set():
-        x = (x * 1103515245 + 12345) % 2**31
 
 
 def _same_as_published(store: Path, published: Path) -> dict:
@@ -65,25 +58,21 @@ def _same_as_published(store: Path, published: Path) -> dict:
 
 
 def build_once(setting: str, busy: bool) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in PINNED and not k.startswith("KDMED_")}
+    from common import competing_process
+
+    from kdmed.numerics import PINNED_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in PINNED_ENV and not k.startswith("KDMED_")}
     env.update(SETTINGS[setting]["env"])
-    stop = multiprocessing.Event()
-    hog = multiprocessing.Process(target=_busy, args=(stop,), daemon=True) if busy else None
     with tempfile.TemporaryDirectory(prefix="kdmed-bench-build-") as tmp:
         env.update({"KDMED_RESULTS_DIR": os.path.join(tmp, "results"), "KDMED_CACHE_DIR": os.path.join(tmp, "images"),
                     "KDMED_TEACHER_CACHE": os.path.join(tmp, "views")})
         load_before = os.getloadavg()[0]
-        if hog:
-            hog.start()
-        start = time.perf_counter()
-        try:
+        with competing_process(busy):
+            start = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "kdmed.book", "build", "--profile", "default",
                                    "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True)
-        finally:
             seconds = time.perf_counter() - start
-            if hog:
-                stop.set()
-                hog.join()
         log = proc.stdout + proc.stderr
         Path(ROOT / "_build" / "logs").mkdir(parents=True, exist_ok=True)
         (ROOT / "_build" / "logs" / f"bench-build-{setting}-{'busy' if busy else 'quiet'}.log").write_text(log)
@@ -99,7 +88,6 @@ def build_once(setting: str, busy: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import RESULTS_DIR, write_results
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -55,32 +54,20 @@ if __name__ == "__main__":
 '''
 
 
-def _busy(stop) -> None:
-    x = 0
-    while not stop.is_set():
-        x = (x * 1103515245 + 12345) % 2**31
-
-
 def _run(workers: int, numerics: str, busy: bool, size: int, overrides: dict) -> float:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    from common import competing_process
+
+    from kdmed.numerics import PINNED_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in PINNED_ENV}
     env["KDMED_NUMERICS"] = numerics
-    stop = multiprocessing.Event()
-    hog = multiprocessing.Process(target=_busy, args=(stop,), daemon=True) if busy else None
-    if hog:
-        hog.start()
-    try:
-        with tempfile.TemporaryDirectory(prefix="kdmed-bench-grid-") as tmp:
-            env["KDMED_TEACHER_CACHE"] = os.path.join(tmp, "views")
-            script = os.path.join(tmp, "child.py")
-            with open(script, "w", encoding="utf-8") as fh:
-                fh.write(CHILD)
-            out = subprocess.run([sys.executable, script, os.path.join(tmp, "store"), str(workers), str(size),
-                                  json.dumps(overrides)], env=env, capture_output=True, text=True, check=True)
-    finally:
-        if hog:
-            stop.set()
-            hog.join()
+    with competing_process(busy), tempfile.TemporaryDirectory(prefix="kdmed-bench-grid-") as tmp:
+        env["KDMED_TEACHER_CACHE"] = os.path.join(tmp, "views")
+        script = os.path.join(tmp, "child.py")
+        with open(script, "w", encoding="utf-8") as fh:
+            fh.write(CHILD)
+        out = subprocess.run([sys.executable, script, os.path.join(tmp, "store"), str(workers), str(size),
+                              json.dumps(overrides)], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
 
 

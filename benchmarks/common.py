@@ -11,7 +11,9 @@ which ``book/appendix_compute.py`` reads. ``<device>`` is "cpu" or "cuda".
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import multiprocessing
 import os
 import platform
 import time
@@ -21,6 +23,28 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from kdmed.utils import atomic_write_json
+
+def _busy(stop) -> None:
+    x = 0
+    while not stop.is_set():
+        x = (x * 1103515245 + 12345) % 2**31
+
+
+@contextlib.contextmanager
+def competing_process(on: bool = True):
+    """A CPU-bound busy loop in another process for the duration of the block (nothing when ``on`` is false)."""
+    if not on:
+        yield
+        return
+    stop = multiprocessing.Event()
+    hog = multiprocessing.Process(target=_busy, args=(stop,), daemon=True)
+    hog.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        hog.join()
+
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
