@@ -4,8 +4,9 @@ One call builds the ``default`` profile once, from nothing (a fresh results stor
 cache and teacher-output cache, all in a temporary folder; the checkout's own
 ``results/default`` is not touched), and records the wall time, each chapter's time and
 the load average in ``benchmarks/results/build-cpu.json``. Rows are merged by
-(setting, competing process), so the four builds of the issue can be measured in
-separate calls, even in separate sessions, which an hour-long build needs:
+(setting, competing process, CPU model), so the four builds of the issue can be
+measured in separate calls, even in separate sessions, which an hour-long build needs;
+ratios pair only builds on one CPU model (sessions do not always get the same one):
 
 * ``--setting after``: the grid runner as the book runs it (one worker process per
   available core, one torch thread each, reproducible kernels);
@@ -58,7 +59,7 @@ def _same_as_published(store: Path, published: Path) -> dict:
 
 
 def build_once(setting: str, busy: bool) -> dict:
-    from common import competing_process
+    from common import competing_process, cpu_name
 
     from kdmed.numerics import PINNED_ENV
 
@@ -81,10 +82,30 @@ def build_once(setting: str, busy: bool) -> dict:
         row = {"setting": SETTINGS[setting]["label"], "competing process": busy, "seconds": round(seconds, 1),
                "chapters": {m.group(1): float(m.group(2)) for m in CHAPTER_LINE.finditer(log)},
                "load_1min_before": round(load_before, 2), "load_1min_after": round(os.getloadavg()[0], 2),
-               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu": cpu_name()}
         if setting == "after":
             row["published"] = _same_as_published(Path(env["KDMED_RESULTS_DIR"]), ROOT / "results" / "default")
     return row
+
+
+def _merge_key(row: dict) -> tuple:
+    return row["setting"], row["competing process"], row["cpu"]
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    """busy / quiet per setting and the quiet before / after speed-up, pairing only builds on the same CPU model."""
+    seconds = {_merge_key(r): r["seconds"] for r in rows}
+    out = []
+    for setting, busy, cpu in seconds:
+        if busy and (setting, False, cpu) in seconds:
+            out.append({"name": "busy / quiet", "setting": setting, "cpu": cpu,
+                        "value": round(seconds[setting, True, cpu] / seconds[setting, False, cpu], 3)})
+    for cpu in {k[2] for k in seconds}:
+        before, after = (seconds.get((SETTINGS[s]["label"], False, cpu)) for s in ("before", "after"))
+        if before and after:
+            out.append({"name": "before / after", "setting": SETTINGS["after"]["label"], "cpu": cpu,
+                        "value": round(before / after, 3)})
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -97,19 +118,10 @@ def main(argv: list[str] | None = None) -> dict:
     row = build_once(args.setting, args.busy)
     print(json.dumps(row, indent=1), flush=True)
     path = RESULTS_DIR / "build-cpu.json"
-    rows = json.loads(path.read_text())["rows"] if path.exists() else []
-    rows = [r for r in rows if (r["setting"], r["competing process"]) != (row["setting"], row["competing process"])]
-    rows.append(row)
-    extra = {}
-    for label in {r["setting"] for r in rows}:
-        pair = {r["competing process"]: r["seconds"] for r in rows if r["setting"] == label}
-        if len(pair) == 2:
-            extra.setdefault("busy / quiet", {})[label] = round(pair[True] / pair[False], 3)
-    quiet = {r["setting"]: r["seconds"] for r in rows if not r["competing process"]}
-    if len(quiet) == 2:
-        extra["speedup (quiet, before / after)"] = round(quiet[SETTINGS["before"]["label"]]
-                                                         / quiet[SETTINGS["after"]["label"]], 3)
-    print(f"wrote {write_results('build', 'cpu', rows, {'profile': 'default', 'cores': len(os.sched_getaffinity(0))}, **extra)}")
+    old = json.loads(path.read_text()) if path.exists() else {"rows": [], "machine": {}}
+    rows = [{"cpu": old["machine"].get("cpu"), **r} for r in old["rows"]]  # the first file's rows: its machine
+    rows = [r for r in rows if _merge_key(r) != _merge_key(row)] + [row]
+    print(f"wrote {write_results('build', 'cpu', rows, {'profile': 'default', 'cores': len(os.sched_getaffinity(0))}, ratios=ratios(rows))}")
     return row
 
 

@@ -16,7 +16,8 @@ process (a busy loop on one core) running the whole time. ``after`` is compared 
 the others measured in the same call: the parallel speed-up is ``sequential / after``,
 the gain over the previous runner ``before / after``, and the busy case should cost
 at most 1.5 × the quiet one. Rows of settings not run in a call are kept from earlier
-calls (each row carries its call's ``run`` time stamp; ratios only pair rows of one call).
+calls, and rows measured on another CPU model stay beside them (each row carries its
+call's ``run`` time stamp and its ``cpu``; ratios only pair rows of one call).
 
 Usage::
 
@@ -77,26 +78,28 @@ SETTINGS = {"before": "before: one process, native kernels and threads",
 WORKERS_NUMERICS = {"before": (1, "native"), "sequential": (1, "reproducible"), "after": (None, "reproducible")}
 
 
-def summary(rows: list[dict]) -> dict:
-    """busy / quiet per setting and the speed-ups of ``after``, each from rows of one call only."""
-    out: dict = {"busy / quiet": {}, "speedup": {}}
+def summary(rows: list[dict]) -> list[dict]:
+    """busy / quiet per setting and the speed-ups of ``after``, each from rows of one call (one machine) only."""
+    ratios = []
     for r in rows:
-        twin = [o for o in rows if o["setting"] == r["setting"] and o["run"] == r["run"]
-                and o["competing process"] != r["competing process"]]
-        if twin and not r["competing process"]:
-            out["busy / quiet"][r["setting"]] = twin[0]["seconds"] / r["seconds"]
-    after = [r for r in rows if r["setting"].startswith("after") and not r["competing process"]]
-    for a in after:
-        for key in ("before", "sequential"):
-            other = [r for r in rows if r["setting"] == SETTINGS[key] and r["run"] == a["run"]
-                     and not r["competing process"]]
-            if other:
-                out["speedup"][f"{key} / after"] = other[0]["seconds"] / a["seconds"]
-    return out
+        if r["competing process"]:
+            continue
+        same_call = [o for o in rows if o["run"] == r["run"] and o is not r]
+        busy = [o for o in same_call if o["setting"] == r["setting"] and o["competing process"]]
+        if busy:
+            ratios.append({"name": "busy / quiet", "setting": r["setting"], "value": busy[0]["seconds"] / r["seconds"],
+                           "cpu": r["cpu"], "run": r["run"]})
+        if r["setting"].startswith("after"):
+            for key in ("before", "sequential"):
+                other = [o for o in same_call if o["setting"] == SETTINGS[key] and not o["competing process"]]
+                if other:
+                    ratios.append({"name": f"{key} / after", "setting": r["setting"],
+                                   "value": other[0]["seconds"] / r["seconds"], "cpu": r["cpu"], "run": r["run"]})
+    return ratios
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    from common import RESULTS_DIR, write_results
+    from common import RESULTS_DIR, cpu_name, write_results
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=100, help="target size of the grid's students (default 100)")
@@ -116,25 +119,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error(f"--settings: unknown {', '.join(unknown)} (choose from {', '.join(SETTINGS)})")
     run = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     path = RESULTS_DIR / "grid-cpu.json"
-    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    old = json.loads(path.read_text()) if path.exists() else {"rows": [], "params": None, "machine": {}}
     params = {"size": args.size, "cores": cores, **overrides}
-    old_params = json.loads(path.read_text()).get("params") if path.exists() else None
-    if old_params is not None and old_params != params:
+    # rows of the first files carry neither their call nor their machine: both are the file's own
+    rows = [{"run": "2026-12-02T03:25:33+0000", "cpu": old["machine"].get("cpu"), **r} for r in old["rows"]]
+    if old["params"] is not None and old["params"] != params:
         rows = []  # another grid: its rows do not compare with these
+    cpu = cpu_name()
     for key in chosen:
         label = SETTINGS[key].format(cores=cores)
         workers, numerics = WORKERS_NUMERICS[key]
         for busy in (False,) if args.quiet_only else (False, True):
             seconds = _run(workers or cores, numerics, busy, args.size, overrides)
-            rows = [r for r in rows if (r["setting"], r["competing process"]) != (label, busy)]
-            rows.append({"setting": label, "competing process": busy, "seconds": seconds, "run": run,
+            rows = [r for r in rows if (r["setting"], r["competing process"], r["cpu"]) != (label, busy, cpu)]
+            rows.append({"setting": label, "competing process": busy, "seconds": seconds, "run": run, "cpu": cpu,
                          "load_1min_after": round(os.getloadavg()[0], 2)})
             print(f"{label:<58} {'busy' if busy else 'quiet':<6} {seconds:7.1f} s", flush=True)
-    rows = [{**r, "run": r.get("run", "2026-12-02T03:25:33+0000")} for r in rows]  # the first file had no stamps
-    extra = summary(rows)
-    for name, value in {**extra["busy / quiet"], **extra["speedup"]}.items():
-        print(f"{name}: {value:.2f}")
-    path = write_results("grid", "cpu", rows, params, date=time.strftime("%Y-%m-%d"), **extra)
+    ratios = summary(rows)
+    for r in ratios:
+        print(f"{r['name']} ({r['setting'].split(':')[0]}, {r['cpu']}): {r['value']:.2f}")
+    path = write_results("grid", "cpu", rows, params, date=time.strftime("%Y-%m-%d"), ratios=ratios)
     print(f"wrote {path}")
     return rows
 

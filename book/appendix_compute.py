@@ -122,13 +122,15 @@ glue("scaling_slope", br.scaling_text(results), display=False)
 # `bench_grid.py` trains one fixed grid of the default study cold in each setting;
 # ratios pair only settings measured in the same call: {glue:text}`grid_ratios`.
 # `bench_build.py` builds the whole default book cold (a fresh results store and
-# caches), quiet and beside a CPU-bound busy loop: {glue:text}`build_times`.
+# caches), quiet and beside a CPU-bound busy loop; builds may come from different
+# sessions, and sessions do not always get the same CPU model, so a ratio pairs only
+# builds on one CPU model: {glue:text}`build_times`.
 
 # %% tags=["hide-input"]
 for name in ("grid", "build"):
     table = br.frame(results, name)
     if not table.empty:
-        shown = [c for c in ("setting", "competing process", "seconds", "run", "date", "load_1min_before",
+        shown = [c for c in ("setting", "competing process", "seconds", "cpu", "run", "date", "load_1min_before",
                              "load_1min_after") if c in table.columns]
         display(table[shown].round(1))
 glue("grid_ratios", br.grid_text(results), display=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -66,25 +67,47 @@ def test_cost_model_counts_every_run_once_at_its_cap():
 def test_grid_and_build_texts_pair_what_was_measured_and_name_what_was_not(tmp_path):
     results = br.load_all(tmp_path)
     assert br.grid_text(results) == br.NOT_MEASURED and br.build_text(results) == br.NOT_MEASURED
-    _write(tmp_path, "grid", "cpu", [], speedup={"sequential / after": 1.93, "before / after": 1.24},
-           **{"busy / quiet": {"after: 2 worker processes, one thread each": 1.48}})
+    _write(tmp_path, "grid", "cpu", [], ratios=[
+        {"name": "sequential / after", "setting": "after: 2 worker processes", "value": 1.93, "cpu": "AMD EPYC"},
+        {"name": "busy / quiet", "setting": "after: 2 worker processes", "value": 1.48, "cpu": "Intel Xeon"}])
+    after = "after: one worker process per core"
     _write(tmp_path, "build", "cpu", [
-        {"setting": "after: one worker process per core", "competing process": False, "seconds": 2400.0,
-         "date": "2026-12-02T12:00:00+0000",
-         "published": {"runs": 172, "bitwise same AUC and best epoch": 172}},
-        {"setting": "after: one worker process per core", "competing process": True, "seconds": 3300.0,
-         "date": "2026-12-03T12:00:00+0000"}], **{"busy / quiet": {"after: one worker process per core": 1.375}})
+        {"setting": after, "competing process": False, "seconds": 2400.0, "cpu": "Intel Xeon",
+         "date": "2026-12-02T12:00:00+0000", "published": {"runs": 172, "bitwise same AUC and best epoch": 172}},
+        {"setting": after, "competing process": True, "seconds": 3300.0, "cpu": "Intel Xeon",
+         "date": "2026-12-03T12:00:00+0000"},
+        {"setting": after, "competing process": True, "seconds": 3000.0, "cpu": "AMD EPYC",
+         "date": "2026-12-04T12:00:00+0000"}],
+        ratios=[{"name": "busy / quiet", "setting": after, "value": 1.375, "cpu": "Intel Xeon"}])
     results = br.load_all(tmp_path)
     assert br.grid_text(results) == (
-        "1.93 x over one worker in the same numerics (target at least 1.7 x); 1.24 x over the previous runner "
-        "(one process, native kernels and threads); beside a busy loop, after takes 1.48 x its quiet time")
+        "1.93 x over one worker in the same numerics (target at least 1.7 x) (AMD EPYC); "
+        "beside a busy loop, after takes 1.48 x its quiet time (Intel Xeon)")
     text = br.build_text(results)
-    assert text.startswith("after, quiet: 40 min (2026-12-02), 172 of its 172 runs with the published test "
-                           "macro-AUC and best epoch, bitwise; after, beside a busy loop: 55 min (2026-12-03); ")
-    assert "after beside a busy loop takes 1.38 x its quiet time (target at most 1.5 x)" in text
-    assert text.endswith("not measured: before, quiet, before, beside a busy loop")
-    # the grid file's first layout: one before / after ratio, busy / quiet per row
-    _write(tmp_path, "grid", "cpu", [{"setting": "after: 2", "competing process": True, "busy / quiet": 1.48}],
-           speedup=1.24)
-    assert br.grid_text(br.load_all(tmp_path)) == ("1.24 x over the previous runner (one process, native kernels and "
-                                                   "threads); beside a busy loop, after takes 1.48 x its quiet time")
+    assert text.startswith("after, quiet, Intel Xeon: 40 min (2026-12-02), 172 of its 172 runs with the published "
+                           "test macro-AUC and best epoch, bitwise; after, beside a busy loop, Intel Xeon: 55 min "
+                           "(2026-12-03); after, beside a busy loop, AMD EPYC: 50 min (2026-12-04); ")
+    assert "on Intel Xeon, after beside a busy loop takes 1.38 x its quiet time (target at most 1.5 x)" in text
+    assert text.endswith("not measured on Intel Xeon: before, quiet, before, beside a busy loop; not measured on "
+                         "AMD EPYC: after, quiet, before, quiet, before, beside a busy loop")
+
+
+def test_benchmark_ratios_pair_builds_on_one_cpu_model_and_grid_rows_of_one_call(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import bench_build
+    import bench_grid
+
+    after, before = (bench_build.SETTINGS[s]["label"] for s in ("after", "before"))
+    rows = [{"setting": after, "competing process": False, "seconds": 100.0, "cpu": "A"},
+            {"setting": after, "competing process": True, "seconds": 130.0, "cpu": "A"},
+            {"setting": before, "competing process": False, "seconds": 150.0, "cpu": "A"},
+            {"setting": after, "competing process": True, "seconds": 200.0, "cpu": "B"}]
+    assert bench_build.ratios(rows) == [
+        {"name": "busy / quiet", "setting": after, "cpu": "A", "value": 1.3},
+        {"name": "before / after", "setting": after, "cpu": "A", "value": 1.5}]
+    sequential, after = bench_grid.SETTINGS["sequential"], bench_grid.SETTINGS["after"].format(cores=2)
+    grid = [{"setting": sequential, "competing process": False, "seconds": 180.0, "run": "1", "cpu": "A"},
+            {"setting": after, "competing process": False, "seconds": 100.0, "run": "1", "cpu": "A"},
+            {"setting": after, "competing process": True, "seconds": 150.0, "run": "2", "cpu": "B"}]
+    assert bench_grid.summary(grid) == [
+        {"name": "sequential / after", "setting": after, "value": 1.8, "cpu": "A", "run": "1"}]

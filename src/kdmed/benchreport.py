@@ -122,43 +122,53 @@ def numerics_text(results: Mapping[tuple[str, str], Any]) -> str:
     return "; ".join(parts)
 
 
+def _short(setting: str) -> str:
+    return setting.split(":")[0]
+
+
 def grid_text(results: Mapping[tuple[str, str], Any]) -> str:
     """The parallel grid's speed-ups and busy / quiet ratios, each paired within one call of the benchmark."""
     d = results.get(("grid", "cpu"))
-    if not d:
+    if not d or not d.get("ratios"):
         return NOT_MEASURED
-    speedup = d.get("speedup")
-    if not isinstance(speedup, dict):  # the first file's layout: one ratio, before / after
-        speedup = {"before / after": speedup} if speedup else {}
     words = {"sequential / after": "over one worker in the same numerics (target at least 1.7 x)",
              "before / after": "over the previous runner (one process, native kernels and threads)"}
-    parts = [f"{value:.2f} x {words.get(name, name)}" for name, value in speedup.items()]
-    busy = d.get("busy / quiet") or {r["setting"]: r["busy / quiet"] for r in d["rows"] if "busy / quiet" in r}
-    parts += [f"beside a busy loop, {label.split(':')[0]} takes {value:.2f} x its quiet time" for label, value in busy.items()]
-    return "; ".join(parts) if parts else NOT_MEASURED
+    parts = []
+    for r in d["ratios"]:
+        if r["name"] == "busy / quiet":
+            parts.append(f"beside a busy loop, {_short(r['setting'])} takes {r['value']:.2f} x its quiet time "
+                         f"({r['cpu']})")
+        else:
+            parts.append(f"{r['value']:.2f} x {words.get(r['name'], r['name'])} ({r['cpu']})")
+    return "; ".join(parts)
 
 
 def build_text(results: Mapping[tuple[str, str], Any]) -> str:
-    """Each measured cold build of the default book: minutes, and busy / quiet where both were measured."""
+    """Each measured cold build of the default book: minutes, ratios of builds on one CPU model, what is missing."""
     d = results.get(("build", "cpu"))
     if not d:
         return NOT_MEASURED
     parts = []
     for r in d["rows"]:
         where = "beside a busy loop" if r["competing process"] else "quiet"
-        text = f"{r['setting'].split(':')[0]}, {where}: {r['seconds'] / 60:.0f} min ({r['date'][:10]})"
+        text = f"{_short(r['setting'])}, {where}, {r['cpu']}: {r['seconds'] / 60:.0f} min ({r['date'][:10]})"
         same = r.get("published")
         if same:
             text += (f", {same['bitwise same AUC and best epoch']} of its {same['runs']} runs with the published "
                      "test macro-AUC and best epoch, bitwise")
         parts.append(text)
-    parts += [f"{label.split(':')[0]} beside a busy loop takes {value:.2f} x its quiet time (target at most 1.5 x)"
-              for label, value in (d.get("busy / quiet") or {}).items()]
-    measured = {(r["setting"].split(":")[0], r["competing process"]) for r in d["rows"]}
-    missing = [f"{s}, {'beside a busy loop' if b else 'quiet'}" for s in ("after", "before") for b in (False, True)
-               if (s, b) not in measured]
-    if missing:
-        parts.append(f"{NOT_MEASURED}: " + ", ".join(missing))
+    for r in d.get("ratios", []):
+        if r["name"] == "busy / quiet":
+            parts.append(f"on {r['cpu']}, {_short(r['setting'])} beside a busy loop takes {r['value']:.2f} x its "
+                         "quiet time (target at most 1.5 x)")
+        else:
+            parts.append(f"on {r['cpu']}, the quiet build before takes {r['value']:.2f} x its time after")
+    for cpu in dict.fromkeys(r["cpu"] for r in d["rows"]):
+        measured = {(_short(r["setting"]), r["competing process"]) for r in d["rows"] if r["cpu"] == cpu}
+        missing = [f"{s}, {'beside a busy loop' if b else 'quiet'}" for s in ("after", "before") for b in (False, True)
+                   if (s, b) not in measured]
+        if missing:
+            parts.append(f"{NOT_MEASURED} on {cpu}: " + ", ".join(missing))
     return "; ".join(parts)
 
 
