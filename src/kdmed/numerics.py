@@ -1,11 +1,12 @@
-"""CPU numerics that give the same bits on any x86-64 machine, and a record of what a run used.
+"""CPU numerics that give the same bits on every machine of one CPU model, and a record of what a run used.
 
 The same training run printed different losses on two x86-64 machines: torch picks
 its CPU kernels by the instruction set (AVX2, AVX-512, AMX), oneDNN and MKL do the
 same, and each kernel rounds differently. Each machine is bitwise repeatable on its
 own. The **reproducible** mode pins every one of them to AVX2, which every x86-64
 machine of the last decade has, and trains on one thread (a reduction split over
-threads can add in another order)::
+threads can add in another order), so the bits no longer depend on the core count,
+the number of worker processes or AVX-512::
 
     ATEN_CPU_CAPABILITY=avx2  ONEDNN_MAX_CPU_ISA=AVX2  MKL_CBWR=AVX2
     OMP_NUM_THREADS=1  MKL_NUM_THREADS=1  torch.set_num_threads(1)
@@ -17,6 +18,12 @@ variables only take effect when set before torch creates its first kernel, so
 (called before every training run) checks that torch really uses the pinned
 kernels and says how to fix it when it does not. Parallel speed comes from
 running several one-thread runs at once (:mod:`kdmed.runner`), not from threads.
+
+Measured limit: this makes machines of one CPU model agree (a cold rebuild of the
+default book on an Intel Xeon gave its 172 published runs bitwise), not CPU models
+with each other. On an AMD EPYC (AVX2, no AVX-512) the same runs, in this mode, differ
+from the Intel ones from the first epoch, in the sixth significant digit of the loss,
+and then in their best epochs. Which library's kernel choice differs was not isolated.
 
 On CUDA the mode changes nothing: GPU results are recorded with the device name
 and are comparable only on the same kind of GPU.
