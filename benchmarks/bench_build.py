@@ -21,6 +21,7 @@ Usage::
 
     python benchmarks/bench_build.py --setting after          # about 45-60 minutes on 2 quiet cores
     python benchmarks/bench_build.py --setting after --busy
+    python benchmarks/bench_build.py --setting after --chapters 01_data,02_teacher   # part of the book
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _same_as_published(store: Path, published: Path) -> dict:
             "bitwise same AUC and best epoch": int(same.sum())}
 
 
-def build_once(setting: str, busy: bool) -> dict:
+def build_once(setting: str, busy: bool, chapters: str = "") -> dict:
     from common import competing_process, cpu_name
 
     from kdmed.numerics import PINNED_ENV
@@ -72,7 +73,8 @@ def build_once(setting: str, busy: bool) -> dict:
         with competing_process(busy):
             start = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "kdmed.book", "build", "--profile", "default",
-                                   "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True)
+                                   "--no-progress", "--chapters", chapters], cwd=ROOT, env=env,
+                                  capture_output=True, text=True)
             seconds = time.perf_counter() - start
         log = proc.stdout + proc.stderr
         Path(ROOT / "_build" / "logs").mkdir(parents=True, exist_ok=True)
@@ -80,6 +82,7 @@ def build_once(setting: str, busy: bool) -> dict:
         if proc.returncode != 0:
             raise SystemExit(f"the build failed (rc {proc.returncode}); its log:\n{log[-4000:]}")
         row = {"setting": SETTINGS[setting]["label"], "competing process": busy, "seconds": round(seconds, 1),
+               "chapters run": chapters or "all",
                "chapters": {m.group(1): float(m.group(2)) for m in CHAPTER_LINE.finditer(log)},
                "load_1min_before": round(load_before, 2), "load_1min_after": round(os.getloadavg()[0], 2),
                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu": cpu_name()}
@@ -89,22 +92,24 @@ def build_once(setting: str, busy: bool) -> dict:
 
 
 def _merge_key(row: dict) -> tuple:
-    return row["setting"], row["competing process"], row["cpu"]
+    return row["setting"], row["competing process"], row["cpu"], row["chapters run"]
 
 
 def ratios(rows: list[dict]) -> list[dict]:
-    """busy / quiet per setting and the quiet before / after speed-up, pairing only builds on the same CPU model."""
+    """busy / quiet per setting and the quiet before / after speed-up, pairing only builds of the same
+    chapters on the same CPU model."""
     seconds = {_merge_key(r): r["seconds"] for r in rows}
     out = []
-    for setting, busy, cpu in seconds:
-        if busy and (setting, False, cpu) in seconds:
-            out.append({"name": "busy / quiet", "setting": setting, "cpu": cpu,
-                        "value": round(seconds[setting, True, cpu] / seconds[setting, False, cpu], 3)})
-    for cpu in {k[2] for k in seconds}:
-        before, after = (seconds.get((SETTINGS[s]["label"], False, cpu)) for s in ("before", "after"))
+    for setting, busy, cpu, chapters in seconds:
+        if busy and (setting, False, cpu, chapters) in seconds:
+            out.append({"name": "busy / quiet", "setting": setting, "cpu": cpu, "chapters run": chapters,
+                        "value": round(seconds[setting, True, cpu, chapters] / seconds[setting, False, cpu, chapters],
+                                       3)})
+    for cpu, chapters in dict.fromkeys(k[2:] for k in seconds):
+        before, after = (seconds.get((SETTINGS[s]["label"], False, cpu, chapters)) for s in ("before", "after"))
         if before and after:
             out.append({"name": "before / after", "setting": SETTINGS["after"]["label"], "cpu": cpu,
-                        "value": round(before / after, 3)})
+                        "chapters run": chapters, "value": round(before / after, 3)})
     return out
 
 
@@ -114,12 +119,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--setting", choices=sorted(SETTINGS), required=True)
     parser.add_argument("--busy", action="store_true", help="run a CPU-bound busy loop on one core meanwhile")
+    parser.add_argument("--chapters", default="", help="comma-separated chapter stems to execute (default: all); "
+                        "a partial build pairs only with builds of the same chapters")
     args = parser.parse_args(argv)
-    row = build_once(args.setting, args.busy)
+    row = build_once(args.setting, args.busy, args.chapters)
     print(json.dumps(row, indent=1), flush=True)
     path = RESULTS_DIR / "build-cpu.json"
     old = json.loads(path.read_text()) if path.exists() else {"rows": [], "machine": {}}
-    rows = [{"cpu": old["machine"].get("cpu"), **r} for r in old["rows"]]  # the first file's rows: its machine
+    # the first file's rows were whole builds on the file's machine
+    rows = [{"cpu": old["machine"].get("cpu"), "chapters run": "all", **r} for r in old["rows"]]
     rows = [r for r in rows if _merge_key(r) != _merge_key(row)] + [row]
     print(f"wrote {write_results('build', 'cpu', rows, {'profile': 'default', 'cores': len(os.sched_getaffinity(0))}, ratios=ratios(rows))}")
     return row

@@ -124,7 +124,9 @@ glue("scaling_slope", br.scaling_text(results), display=False)
 # `bench_build.py` builds the whole default book cold (a fresh results store and
 # caches), quiet and beside a CPU-bound busy loop; builds may come from different
 # sessions, and sessions do not always get the same CPU model, so a ratio pairs only
-# builds on one CPU model: {glue:text}`build_times`.
+# builds on one CPU model: {glue:text}`build_times`. Reproducible numerics give the
+# same bits on one CPU model only; this book's results store was trained on
+# {glue:text}`store_cpus`.
 
 # %% tags=["hide-input"]
 for name in ("grid", "build"):
@@ -135,6 +137,7 @@ for name in ("grid", "build"):
         display(table[shown].round(1))
 glue("grid_ratios", br.grid_text(results), display=False)
 glue("build_times", br.build_text(results), display=False)
+glue("store_cpus", ", ".join(br.store_cpus(Study.from_profile(profile).store().root)) or "no run yet", display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_compute

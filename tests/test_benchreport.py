@@ -72,13 +72,15 @@ def test_grid_and_build_texts_pair_what_was_measured_and_name_what_was_not(tmp_p
         {"name": "busy / quiet", "setting": "after: 2 worker processes", "value": 1.48, "cpu": "Intel Xeon"}])
     after = "after: one worker process per core"
     _write(tmp_path, "build", "cpu", [
-        {"setting": after, "competing process": False, "seconds": 2400.0, "cpu": "Intel Xeon",
+        {"setting": after, "competing process": False, "seconds": 2400.0, "cpu": "Intel Xeon", "chapters run": "all",
          "date": "2026-12-02T12:00:00+0000", "published": {"runs": 172, "bitwise same AUC and best epoch": 172}},
-        {"setting": after, "competing process": True, "seconds": 3300.0, "cpu": "Intel Xeon",
+        {"setting": after, "competing process": True, "seconds": 3300.0, "cpu": "Intel Xeon", "chapters run": "all",
          "date": "2026-12-03T12:00:00+0000"},
-        {"setting": after, "competing process": True, "seconds": 3000.0, "cpu": "AMD EPYC",
-         "date": "2026-12-04T12:00:00+0000"}],
-        ratios=[{"name": "busy / quiet", "setting": after, "value": 1.375, "cpu": "Intel Xeon"}])
+        {"setting": after, "competing process": True, "seconds": 3000.0, "cpu": "AMD EPYC", "chapters run": "all",
+         "date": "2026-12-04T12:00:00+0000"},
+        {"setting": after, "competing process": False, "seconds": 600.0, "cpu": "AMD EPYC",
+         "chapters run": "01_data,02_teacher", "date": "2026-12-04T13:00:00+0000"}],
+        ratios=[{"name": "busy / quiet", "setting": after, "value": 1.375, "cpu": "Intel Xeon", "chapters run": "all"}])
     results = br.load_all(tmp_path)
     assert br.grid_text(results) == (
         "1.93 x over one worker in the same numerics (target at least 1.7 x) (AMD EPYC); "
@@ -86,10 +88,12 @@ def test_grid_and_build_texts_pair_what_was_measured_and_name_what_was_not(tmp_p
     text = br.build_text(results)
     assert text.startswith("after, quiet, Intel Xeon: 40 min (2026-12-02), 172 of its 172 runs with the published "
                            "test macro-AUC and best epoch, bitwise; after, beside a busy loop, Intel Xeon: 55 min "
-                           "(2026-12-03); after, beside a busy loop, AMD EPYC: 50 min (2026-12-04); ")
+                           "(2026-12-03); after, beside a busy loop, AMD EPYC: 50 min (2026-12-04); after, quiet, "
+                           "AMD EPYC, chapters 01_data, 02_teacher only: 10 min (2026-12-04); ")
     assert "on Intel Xeon, after beside a busy loop takes 1.38 x its quiet time (target at most 1.5 x)" in text
-    assert text.endswith("not measured on Intel Xeon: before, quiet, before, beside a busy loop; not measured on "
-                         "AMD EPYC: after, quiet, before, quiet, before, beside a busy loop")
+    assert text.endswith("not measured on Intel Xeon (the whole book): before, quiet, before, beside a busy loop; "
+                         "not measured on AMD EPYC (the whole book): after, quiet, before, quiet, before, beside a "
+                         "busy loop")
 
 
 def test_benchmark_ratios_pair_builds_on_one_cpu_model_and_grid_rows_of_one_call(monkeypatch):
@@ -101,13 +105,23 @@ def test_benchmark_ratios_pair_builds_on_one_cpu_model_and_grid_rows_of_one_call
     rows = [{"setting": after, "competing process": False, "seconds": 100.0, "cpu": "A"},
             {"setting": after, "competing process": True, "seconds": 130.0, "cpu": "A"},
             {"setting": before, "competing process": False, "seconds": 150.0, "cpu": "A"},
-            {"setting": after, "competing process": True, "seconds": 200.0, "cpu": "B"}]
+            {"setting": after, "competing process": True, "seconds": 200.0, "cpu": "B"},
+            {"setting": after, "competing process": True, "seconds": 50.0, "cpu": "A", "chapters run": "01_data"}]
+    rows = [{"chapters run": "all", **r} for r in rows]
     assert bench_build.ratios(rows) == [
-        {"name": "busy / quiet", "setting": after, "cpu": "A", "value": 1.3},
-        {"name": "before / after", "setting": after, "cpu": "A", "value": 1.5}]
+        {"name": "busy / quiet", "setting": after, "cpu": "A", "chapters run": "all", "value": 1.3},
+        {"name": "before / after", "setting": after, "cpu": "A", "chapters run": "all", "value": 1.5}]
     sequential, after = bench_grid.SETTINGS["sequential"], bench_grid.SETTINGS["after"].format(cores=2)
     grid = [{"setting": sequential, "competing process": False, "seconds": 180.0, "run": "1", "cpu": "A"},
             {"setting": after, "competing process": False, "seconds": 100.0, "run": "1", "cpu": "A"},
             {"setting": after, "competing process": True, "seconds": 150.0, "run": "2", "cpu": "B"}]
     assert bench_grid.summary(grid) == [
         {"name": "sequential / after", "setting": after, "value": 1.8, "cpu": "A", "run": "1"}]
+
+
+def test_store_cpus_lists_the_cpu_models_recorded_by_the_runs(tmp_path):
+    assert br.store_cpus(tmp_path) == []
+    for key, cpu in (("a", "Intel Xeon"), ("b", "AMD EPYC"), ("c", "Intel Xeon")):
+        (tmp_path / key).mkdir()
+        (tmp_path / key / "result.json").write_text(json.dumps({"compute": {"cpu": cpu}}))
+    assert br.store_cpus(tmp_path) == ["AMD EPYC", "Intel Xeon"]

@@ -143,6 +143,18 @@ def grid_text(results: Mapping[tuple[str, str], Any]) -> str:
     return "; ".join(parts)
 
 
+def store_cpus(root: str | Path) -> list[str]:
+    """The CPU models that trained the runs of the results store at ``root`` (each result records its own)."""
+    cpus = set()
+    for path in Path(root).glob("*/result.json"):
+        cpus.add(json.loads(path.read_text()).get("compute", {}).get("cpu", "unknown"))
+    return sorted(cpus)
+
+
+def _which(chapters: str) -> str:
+    return "" if chapters == "all" else f", chapters {chapters.replace(',', ', ')} only"
+
+
 def build_text(results: Mapping[tuple[str, str], Any]) -> str:
     """Each measured cold build of the default book: minutes, ratios of builds on one CPU model, what is missing."""
     d = results.get(("build", "cpu"))
@@ -151,24 +163,27 @@ def build_text(results: Mapping[tuple[str, str], Any]) -> str:
     parts = []
     for r in d["rows"]:
         where = "beside a busy loop" if r["competing process"] else "quiet"
-        text = f"{_short(r['setting'])}, {where}, {r['cpu']}: {r['seconds'] / 60:.0f} min ({r['date'][:10]})"
+        text = (f"{_short(r['setting'])}, {where}, {r['cpu']}{_which(r['chapters run'])}: "
+                f"{r['seconds'] / 60:.0f} min ({r['date'][:10]})")
         same = r.get("published")
         if same:
             text += (f", {same['bitwise same AUC and best epoch']} of its {same['runs']} runs with the published "
                      "test macro-AUC and best epoch, bitwise")
         parts.append(text)
     for r in d.get("ratios", []):
+        which = _which(r["chapters run"])
         if r["name"] == "busy / quiet":
-            parts.append(f"on {r['cpu']}, {_short(r['setting'])} beside a busy loop takes {r['value']:.2f} x its "
-                         "quiet time (target at most 1.5 x)")
+            parts.append(f"on {r['cpu']}{which}, {_short(r['setting'])} beside a busy loop takes {r['value']:.2f} x "
+                         "its quiet time (target at most 1.5 x)")
         else:
-            parts.append(f"on {r['cpu']}, the quiet build before takes {r['value']:.2f} x its time after")
+            parts.append(f"on {r['cpu']}{which}, the quiet build before takes {r['value']:.2f} x its time after")
     for cpu in dict.fromkeys(r["cpu"] for r in d["rows"]):
-        measured = {(_short(r["setting"]), r["competing process"]) for r in d["rows"] if r["cpu"] == cpu}
+        measured = {(_short(r["setting"]), r["competing process"]) for r in d["rows"]
+                    if r["cpu"] == cpu and r["chapters run"] == "all"}
         missing = [f"{s}, {'beside a busy loop' if b else 'quiet'}" for s in ("after", "before") for b in (False, True)
                    if (s, b) not in measured]
         if missing:
-            parts.append(f"{NOT_MEASURED} on {cpu}: " + ", ".join(missing))
+            parts.append(f"{NOT_MEASURED} on {cpu} (the whole book): " + ", ".join(missing))
     return "; ".join(parts)
 
 
