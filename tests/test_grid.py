@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -84,3 +89,43 @@ def test_worker_count(monkeypatch):
         default_workers(_grid())
     monkeypatch.delenv("KDMED_WORKERS")
     assert default_workers(_grid()) == available_cpus()
+
+
+_POOL_OWNER = """
+import json, os, sys, time
+from kdmed.grid import _local_pool
+
+pool = _local_pool(2)
+sids = {pool.submit(os.getsid, 0).result() for _ in range(4)}
+print(json.dumps({"sid": os.getsid(0), "workers": sorted(sids)}), flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie waiting for a reaper."""
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sessions as scheduling groups are Linux's")
+def test_pool_workers_are_sessions_of_their_own_and_exit_when_their_parent_is_killed():
+    owner = subprocess.Popen([sys.executable, "-c", _POOL_OWNER], stdout=subprocess.PIPE, text=True)
+    try:
+        seen = json.loads(owner.stdout.readline())
+        workers = seen["workers"]
+        # a worker is the leader of its own session (its session id is its pid), not in the owner's
+        assert workers and seen["sid"] not in workers
+        assert all(_running(pid) for pid in workers)
+        assert all(os.getsid(pid) == pid for pid in workers)
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 15
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_running(pid) for pid in workers), f"pool workers {workers} outlived their killed parent"

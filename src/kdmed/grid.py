@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from pathlib import Path
@@ -156,7 +157,7 @@ def default_workers(configs: Sequence[RunConfig]) -> int:
     return available_cpus()
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     import signal
 
     import torch
@@ -167,6 +168,43 @@ def _worker_init() -> None:
     # the pool; a worker must not die mid-write printing a traceback
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
+    _own_session()
+    _exit_with(parent)
+
+
+def _own_session() -> None:
+    """Make this worker a session (and so a scheduling group) of its own, on Linux.
+
+    Linux's autogroup scheduler (``/proc/sys/kernel/sched_autogroup_enabled``) shares
+    the CPUs equally between *sessions*, not processes, and a Jupyter kernel starts a
+    session of its own: all of a chapter's workers then shared one session's share, and
+    beside one CPU-bound job started elsewhere two workers got one core of two (the
+    default book's chapters 01-02 built 2.00x slower, benchmarks/RESULTS.md). A worker
+    in its own session gets one process's share, as under a scheduler without autogroup.
+    Leaving the parent's process group is why :func:`_exit_with` exists.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            os.setsid()
+        except OSError:  # already a session leader
+            pass
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when ``parent`` (the process that owns the pool) is gone, however it died.
+
+    A pool's idle workers wait on a pipe they also hold open, so they never see their
+    parent die; in their own sessions a signal to the parent's process group does not reach
+    them either. Every write of a run is atomic, so exiting at any point is safe.
+    """
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="kdmed-exit-with-parent", daemon=True).start()
 
 
 #: "1" adds a line per epoch of every run to the progress (the book builder sets it on a terminal)
@@ -210,7 +248,7 @@ def _local_pool(workers: int) -> Executor:
         _close_local_pool()
         # spawn: a forked child of a process whose torch/OpenMP threads are running can hang
         _POOL[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_worker_init)
+                                             initializer=_worker_init, initargs=(os.getpid(),))
         atexit.register(_close_local_pool)
     return _POOL[workers]
 
