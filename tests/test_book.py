@@ -398,3 +398,27 @@ def test_the_reproduce_command_reads_back_as_the_same_overrides():
     params = cmd.split('PARAMS="', 1)[1].rstrip('"').split(" ")
     assert parse_overrides(params)["*"] == {**overrides, "seeds": [0, 1]}
     assert reproduce_command("smoke", "01_data", {}) == "make book PROFILE=smoke CHAPTERS=01_data"
+
+
+def test_cli_builds_into_the_build_folder_it_is_given(toy_layout, monkeypatch, tmp_path, capsys):
+    # two builds at once (CI's two real settings) need two build folders
+    monkeypatch.setattr("kdmed.book.layout.repo_root", lambda: toy_layout.root)
+    elsewhere = tmp_path / "elsewhere"
+    assert book.main(["build", "--profile", "toy", "--no-progress", "--build-dir", str(elsewhere)]) == 0
+    assert (elsewhere / "html" / "toy.html").is_file() and (elsewhere / "executed" / "toy" / "toy.ipynb").is_file()
+    assert not toy_layout.build_dir.exists()
+    assert book.main(["check-html", "--build-dir", str(elsewhere)]) == 0
+    assert "check-html: 1 page(s) verified" in capsys.readouterr().out
+
+
+def test_a_chapter_kernel_keeps_its_sockets_out_of_the_working_folder(toy_layout, tmp_path):
+    # jupyter_client's default names a kernel's unix sockets kernel-ipc-N in the working folder,
+    # where two builds at once picked the same ones and one kernel never answered
+    from kdmed.book.execute import execute_chapter
+
+    source = tmp_path / "look.py"
+    source.write_text("# %%\nimport glob, json, os\n"
+                      "json.dump({'cwd': os.getcwd(), 'sockets': glob.glob('kernel-ipc-*')}, open('seen.json', 'w'))\n")
+    execute_chapter(toy_layout, "look", source, {}, tmp_path / "out")
+    seen = json.loads((toy_layout.root / "seen.json").read_text())
+    assert seen == {"cwd": str(toy_layout.root), "sockets": []}

@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="papermill's per-cell progress bar (default: on when stderr is a terminal)")
     b.add_argument("--frozen", action="store_true",
                    help="render only from the results store: train nothing, fail listing missing or stale runs")
+    b.add_argument("--build-dir", default=None,
+                   help="the build folder: executed notebooks, logs, html/ (default: _build); two builds at once "
+                        "need two folders")
     c = sub.add_parser("check-html", help="check the rendered book's pages, figures and glued values")
     c.add_argument("--build-dir", default=None, help="the build folder holding html/ (default: _build)")
     w = sub.add_parser("check-browser", help="open pages of the rendered book in headless Chromium")
@@ -78,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         overrides = parse_overrides(args.param)
         only = [c.strip() for c in args.chapters.split(",") if c.strip()] or None
-        layout = BookLayout.default()
+        layout = BookLayout.default(build_dir=getattr(args, "build_dir", None))
         if args.command == "validate":
             _, params = validate(layout, args.profile, overrides, only)
             for stem, values in params.items():

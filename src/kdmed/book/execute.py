@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -121,12 +122,15 @@ def execute_chapter(layout: BookLayout, stem: str, source: Path, parameters: Map
     kernel_env = {"MPLBACKEND": "module://matplotlib_inline.backend_inline", **(env or {})}
     saved = {k: os.environ.get(k) for k in kernel_env}
     os.environ.update(kernel_env)
+    # unix sockets, so the kernel's traffic never goes over a TCP port, in a folder of this
+    # chapter's own: jupyter_client's default names them kernel-ipc-N in the working
+    # directory, where two builds at once would pick the same sockets and one kernel hang
+    sockets = tempfile.TemporaryDirectory(prefix="kdmed-kernel-")
     try:
         papermill.execute_notebook(
             str(staged_input), str(running), parameters=dict(parameters),
             kernel_name=KERNEL_NAME, cwd=str(layout.root), progress_bar=progress,
-            # unix sockets: the kernel's traffic never goes over a TCP port
-            config=Config({"KernelManager": {"transport": "ipc"}}),
+            config=Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets.name, "ipc")}}),
         )
     except PapermillExecutionError as err:
         if running.exists():
@@ -138,6 +142,7 @@ def execute_chapter(layout: BookLayout, stem: str, source: Path, parameters: Map
             os.replace(running, failed)
         raise ChapterFailed(stem, type(err).__name__, str(err), "", failed if failed.exists() else None) from err
     finally:
+        sockets.cleanup()
         staged_input.unlink(missing_ok=True)
         for k, v in saved.items():
             if v is None:
