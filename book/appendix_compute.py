@@ -30,7 +30,7 @@
 # | `bench_scaling.py` | time of one `run_one` as the training subset grows (fit time should be proportional to n) |
 # | `bench_numerics.py` | epoch time with the reproducible (AVX2, one thread) CPU kernels against the native ones |
 # | `bench_grid.py` | one grid of runs trained cold: worker processes against one process, quiet and beside a busy loop |
-# | `bench_build.py` | the whole default book built cold, quiet and beside a busy loop (an hour per build) |
+# | `bench_build.py` | the whole default book built cold, quiet and beside a busy loop (half an hour to an hour per build) |
 #
 # Rerun them with `python benchmarks/<script>.py` (add `--device cuda` on a GPU;
 # `bash benchmarks/run_gpu.sh` runs all of them there).
@@ -118,7 +118,11 @@ glue("scaling_slope", br.scaling_text(results), display=False)
 # A chapter's runs are independent once their teachers and inits exist, so the grid
 # runner trains them in worker processes, one per available core, each with one torch
 # thread (one thread per process does not wait at an OpenMP barrier for a thread the
-# system has descheduled, and keeps the numbers independent of the core count).
+# system has descheduled, and keeps the numbers independent of the core count). On
+# Linux each worker is also a session of its own: the autogroup scheduler shares the
+# CPUs between sessions, so a chapter's workers in the kernel's one session together got
+# a single session's share beside a job started elsewhere (the builds labelled "workers
+# in the kernel's session" below); in their own sessions each gets a process's share.
 # `bench_grid.py` trains one fixed grid of the default study cold in each setting;
 # ratios pair only settings measured in the same call: {glue:text}`grid_ratios`.
 # `bench_build.py` builds the whole default book cold (a fresh results store and
